@@ -1,0 +1,1 @@
+"""The ``shelfops`` command line."""

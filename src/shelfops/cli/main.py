@@ -1,0 +1,55 @@
+"""The ``shelfops`` command: one Typer app with a sub-app per lifecycle stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shelfops.cli import data, features, privacy
+from shelfops.cli.common import console
+from shelfops.settings import Settings
+
+app = typer.Typer(
+    help="ShelfOps: retail demand forecasting and recommendations, from export to canary.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
+app.add_typer(privacy.app, name="privacy")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(help="ShelfOps home folder (default: SHELFOPS_HOME or ./local_outputs)."),
+    ] = None,
+) -> None:
+    """Build the settings once for every command."""
+    ctx.obj = Settings(home=home) if home is not None else Settings()
+
+
+@app.command()
+def quickstart(ctx: typer.Context) -> None:
+    """Run the main job on the local default: generate, ingest, features, online store."""
+    settings: Settings = ctx.obj
+    generated = settings.raw_dir / "generated"
+    ctx.invoke(data.generate_cmd, ctx=ctx)
+    ctx.invoke(
+        data.ingest_cmd,
+        ctx=ctx,
+        transactions=generated / "transactions.csv",
+        customers=generated / "customers.csv",
+        products=generated / "products.csv",
+    )
+    ctx.invoke(features.apply_cmd, ctx=ctx)
+    ctx.invoke(features.materialize_cmd, ctx=ctx)
+    console.rule("[bold green]ShelfOps quickstart finished")
+    console.print(f"everything lives under {settings.root}")
+    console.print(f"  data quality report: {settings.reports_dir / 'data_quality.md'}")
+    console.print(f"  clean tables:        {settings.clean_dir}")
+    console.print(f"  feature store:       {settings.feast_dir}")

@@ -1,0 +1,1 @@
+"""Data layer: contracts, the synthetic retailer, ingestion with quarantine, and privacy."""

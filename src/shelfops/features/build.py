@@ -1,0 +1,374 @@
+"""Feature tables computed from the clean data; they are the Feast offline sources.
+
+Two tables, each row stamped with the moment its values became known:
+
+* ``product_weekly.parquet``: one row per product per week, stamped at the Monday 00:00 UTC after
+  the week it summarises, so a point-in-time lookup at a forecast origin (a Monday) sees history
+  through the week before it.
+* ``customer_behaviour.parquet``: one row per customer per week in which they bought, stamped the
+  same way. Customers who opted out of personalization have no rows at all: nothing of theirs is
+  read beyond the consent flag.
+* ``customer_consent.parquet``: one row per customer with the *current* consent flags, stamped at
+  the epoch so every point-in-time lookup sees today's decision (consent governs all use of the
+  data, including training on the past).
+
+Weeks run Monday to Sunday, as the evaluation protocol in DESIGN.md requires.
+"""
+
+from __future__ import annotations
+
+import itertools
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HISTORY_WEEKS = 52
+TOP_ITEMS = 30
+MARKDOWN_THRESHOLD = 0.95
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def week_start(ts: pd.Series) -> pd.Series:
+    """The Monday 00:00 that starts each timestamp's week."""
+    return (ts.dt.normalize() - pd.to_timedelta(ts.dt.weekday, unit="D")).astype("datetime64[us]")
+
+
+def _utc(ts: pd.Series | pd.DatetimeIndex) -> pd.Series:
+    return pd.Series(pd.DatetimeIndex(ts).tz_localize("UTC").astype("datetime64[us, UTC]"))
+
+
+def product_sales_lines(transactions: pd.DataFrame) -> pd.DataFrame:
+    """Product lines (sales and cancellations) with their week."""
+    lines = transactions[transactions["is_product"]]
+    return lines.assign(
+        week_start=week_start(lines["invoice_date"]),
+        revenue=lines["quantity"] * lines["unit_price"],
+    )
+
+
+def weekly_sales(transactions: pd.DataFrame, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """A complete weekly panel per product, from its first sale to the data end.
+
+    Cancellations are netted against sales (a week never goes below zero); ``avg_price`` is the
+    revenue-weighted price of that week's sales, carried forward through weeks without sales.
+
+    Args:
+        transactions: Clean transactions.
+        end: Last week to include (its Monday or any day in it); default the newest event's week.
+
+    Returns:
+        Columns ``stock_code, week_start, units, revenue, avg_price``.
+    """
+    lines = product_sales_lines(transactions)
+    if lines.empty:
+        return pd.DataFrame(columns=["stock_code", "week_start", "units", "revenue", "avg_price"])
+    sales = lines[~lines["is_cancellation"]]
+    net = lines.groupby(["stock_code", "week_start"], observed=True).agg(
+        units=("quantity", "sum"), revenue=("revenue", "sum")
+    )
+    gross = sales.groupby(["stock_code", "week_start"], observed=True).agg(
+        sold=("quantity", "sum"), sold_revenue=("revenue", "sum")
+    )
+    weekly = net.join(gross, how="left").reset_index()
+    last_week = (
+        week_start(pd.Series([end])).iloc[0] if end is not None else weekly["week_start"].max()
+    )
+    first = sales.groupby("stock_code", observed=True)["week_start"].min()
+    weeks = pd.date_range(first.min(), last_week, freq="7D").astype("datetime64[us]")
+    codes = first.index.to_numpy()
+    grid = pd.DataFrame(
+        {
+            "stock_code": np.repeat(codes, len(weeks)),
+            "week_start": np.tile(weeks.to_numpy(), len(codes)),
+        }
+    )
+    grid = grid[grid["week_start"] >= grid["stock_code"].map(first).to_numpy()]
+    panel = grid.merge(weekly, on=["stock_code", "week_start"], how="left")
+    panel["units"] = panel["units"].fillna(0.0).clip(lower=0.0).astype("float64")
+    panel["revenue"] = panel["revenue"].fillna(0.0).clip(lower=0.0)
+    price = panel["sold_revenue"] / panel["sold"].where(panel["sold"] > 0)
+    panel["avg_price"] = price.groupby(panel["stock_code"].to_numpy()).ffill()
+    panel["stock_code"] = panel["stock_code"].astype("string")
+    return panel[["stock_code", "week_start", "units", "revenue", "avg_price"]].reset_index(
+        drop=True
+    )
+
+
+def _rolling(mat: np.ndarray, window: int, valid: np.ndarray, fn: str) -> np.ndarray:
+    """Rolling mean or max over the last ``window`` columns, counting only valid cells."""
+    n_p, n_w = mat.shape
+    values = np.where(valid, mat, 0.0 if fn == "mean" else -np.inf)
+    out = np.full((n_p, n_w), np.nan)
+    if fn == "mean":
+        csum = np.cumsum(np.pad(values, ((0, 0), (1, 0))), axis=1)
+        ccount = np.cumsum(np.pad(valid.astype(float), ((0, 0), (1, 0))), axis=1)
+        lo = np.maximum(np.arange(n_w) - window + 1, 0)
+        total = csum[:, 1:] - csum[:, lo]
+        count = ccount[:, 1:] - ccount[:, lo]
+        out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    else:
+        for t in range(n_w):
+            out[:, t] = values[:, max(0, t - window + 1) : t + 1].max(axis=1)
+        out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def product_weekly_features(panel: pd.DataFrame) -> pd.DataFrame:
+    """The ``demand_v1`` feature rows: one per product-week, stamped the Monday after the week."""
+    if panel.empty:
+        return pd.DataFrame()
+    codes = panel["stock_code"].astype(str).unique()
+    weeks = np.sort(panel["week_start"].unique())
+    code_idx = pd.Index(codes).get_indexer(panel["stock_code"].astype(str))
+    week_idx = pd.Index(weeks).get_indexer(panel["week_start"])
+    n_p, n_w = len(codes), len(weeks)
+    units = np.zeros((n_p, n_w))
+    valid = np.zeros((n_p, n_w), dtype=bool)
+    price = np.full((n_p, n_w), np.nan)
+    revenue = np.zeros((n_p, n_w))
+    units[code_idx, week_idx] = panel["units"].to_numpy()
+    valid[code_idx, week_idx] = True
+    price[code_idx, week_idx] = panel["avg_price"].to_numpy(dtype=float)
+    revenue[code_idx, week_idx] = panel["revenue"].to_numpy()
+    first = valid.argmax(axis=1)
+    mean4, mean13, mean52 = (_rolling(units, w, valid, "mean") for w in (4, 13, 52))
+    price_ok = valid & np.isfinite(price)
+    max13 = _rolling(np.nan_to_num(price), 13, price_ok, "max")
+    ratio = np.where(np.isfinite(price) & (max13 > 0), price / max13, 1.0)
+    marked = (ratio < MARKDOWN_THRESHOLD) & price_ok
+    markdown_weeks = _rolling(marked.astype(float), 13, valid, "mean") * np.minimum(
+        13, np.arange(n_w)[None, :] - first[:, None] + 1
+    )
+    zero13 = _rolling((units == 0).astype(float), 13, valid, "mean")
+    rev13 = _rolling(revenue, 13, valid, "mean") * np.minimum(
+        13, np.arange(n_w)[None, :] - first[:, None] + 1
+    )
+    padded = np.pad(units, ((0, 0), (HISTORY_WEEKS - 1, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, HISTORY_WEEKS, axis=1)
+    same_week_ly = windows[:, :, 0]  # 51 weeks before t = 52 weeks before the next week
+    rows_p, rows_w = np.nonzero(valid)
+    stamp = pd.DatetimeIndex(weeks[rows_w]) + pd.Timedelta(days=7)
+    return pd.DataFrame(
+        {
+            "stock_code": codes[rows_p],
+            "event_timestamp": _utc(stamp),
+            "units_last_week": units[rows_p, rows_w].astype("float32"),
+            "units_mean_4w": mean4[rows_p, rows_w].astype("float32"),
+            "units_mean_13w": mean13[rows_p, rows_w].astype("float32"),
+            "units_mean_52w": mean52[rows_p, rows_w].astype("float32"),
+            "units_same_week_last_year": np.where(
+                rows_w - first[rows_p] >= 51, same_week_ly[rows_p, rows_w], 0.0
+            ).astype("float32"),
+            "units_history_52w": list(windows[rows_p, rows_w].astype("float32")),
+            "zero_share_13w": zero13[rows_p, rows_w].astype("float32"),
+            "weeks_since_first_sale": (rows_w - first[rows_p] + 1).astype("int64"),
+            "avg_price_last_week": np.nan_to_num(price[rows_p, rows_w]).astype("float32"),
+            "price_ratio_13w": ratio[rows_p, rows_w].astype("float32"),
+            "markdown_weeks_13w": np.round(markdown_weeks[rows_p, rows_w]).astype("int64"),
+            "revenue_13w": rev13[rows_p, rows_w].astype("float32"),
+        }
+    )
+
+
+def _markdown_lines(lines: pd.DataFrame, panel: pd.DataFrame) -> pd.Series:
+    """Whether each sale line was bought below 95% of its product's recent full price."""
+    ref = panel.sort_values(["stock_code", "week_start"]).assign(
+        ref=lambda p: p.groupby("stock_code", observed=True)["avg_price"].transform(
+            lambda s: s.rolling(13, min_periods=1).max()
+        )
+    )
+    ref = ref[["stock_code", "week_start", "ref"]]
+    joined = lines[["stock_code", "week_start", "unit_price"]].merge(
+        ref, on=["stock_code", "week_start"], how="left"
+    )
+    return pd.Series(
+        (joined["unit_price"] < MARKDOWN_THRESHOLD * joined["ref"]).to_numpy(), index=lines.index
+    )
+
+
+def customer_behaviour_features(
+    transactions: pd.DataFrame, customers: pd.DataFrame, products: pd.DataFrame, panel: pd.DataFrame
+) -> pd.DataFrame:
+    """The behaviour rows of ``recs_v1``: one per customer per week they bought.
+
+    Customers opted out of personalization are left out entirely.
+    """
+    allowed = set(
+        customers.loc[~customers["opted_out_personalization"].astype(bool), "customer_id"].astype(
+            str
+        )
+    )
+    lines = product_sales_lines(transactions)
+    lines = lines[~lines["is_cancellation"] & lines["customer_id"].notna()]
+    lines = lines[lines["customer_id"].astype(str).isin(allowed)].copy()
+    columns = [
+        "customer_id",
+        "event_timestamp",
+        "last_purchase_ts",
+        "invoices_total",
+        "invoices_90d",
+        "monetary_90d",
+        "avg_basket_lines",
+        "discount_affinity",
+        "favourite_category",
+        "top_items",
+        "top_item_counts",
+        "top_item_last_ts",
+    ]
+    if lines.empty:
+        return pd.DataFrame(columns=columns)
+    lines["customer_id"] = lines["customer_id"].astype(str)
+    lines["stock_code"] = lines["stock_code"].astype(str)
+    lines["markdown"] = _markdown_lines(lines, panel)
+    category = products.set_index(products["stock_code"].astype(str))["category"].astype(str)
+    lines["category"] = lines["stock_code"].map(category).fillna("Unknown")
+    lines["ts"] = lines["invoice_date"].astype("datetime64[s]").astype("int64")
+    weekly = (
+        lines.groupby(["customer_id", "week_start"], observed=True)
+        .agg(
+            invoices=("invoice", "nunique"),
+            n_lines=("stock_code", "size"),
+            revenue=("revenue", "sum"),
+            markdown=("markdown", "sum"),
+            last_ts=("ts", "max"),
+        )
+        .reset_index()
+        .sort_values(["customer_id", "week_start"])
+    )
+    g = weekly.groupby("customer_id", observed=True)
+    weekly["invoices_total"] = g["invoices"].cumsum()
+    lines_total = g["n_lines"].cumsum()
+    weekly["avg_basket_lines"] = lines_total / weekly["invoices_total"]
+    weekly["discount_affinity"] = g["markdown"].cumsum() / lines_total
+    rolled = (
+        weekly.set_index("week_start")
+        .groupby("customer_id", observed=True)[["invoices", "revenue"]]
+        .rolling("91D")
+        .sum()
+        .reset_index()
+    )
+    weekly["invoices_90d"] = rolled["invoices"].to_numpy()
+    weekly["monetary_90d"] = rolled["revenue"].to_numpy()
+
+    # Running item counts per customer: one pass over their weeks, in order.
+    per_week_items = (
+        lines.groupby(["customer_id", "week_start", "stock_code"], observed=True)
+        .agg(n=("invoice", "nunique"), last=("ts", "max"), cat=("category", "first"))
+        .reset_index()
+        .sort_values(["customer_id", "week_start"])
+    )
+    top_items, top_counts, top_last, fav = [], [], [], []
+    counts: Counter[str] = Counter()
+    last_seen: dict[str, int] = {}
+    cats: Counter[str] = Counter()
+    current = None
+    keys = per_week_items[["customer_id", "week_start"]].to_numpy()
+    boundaries = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]).any(axis=1)])
+    codes = per_week_items["stock_code"].to_numpy()
+    ns = per_week_items["n"].to_numpy()
+    lasts = per_week_items["last"].to_numpy()
+    cat_arr = per_week_items["cat"].to_numpy()
+    cust_arr = per_week_items["customer_id"].to_numpy()
+    bounds = [*boundaries.tolist(), len(per_week_items)]
+    for lo, hi in itertools.pairwise(bounds):
+        if cust_arr[lo] != current:
+            current = cust_arr[lo]
+            counts, last_seen, cats = Counter(), {}, Counter()
+        for j in range(lo, hi):
+            counts[codes[j]] += int(ns[j])
+            last_seen[codes[j]] = int(lasts[j])
+            cats[cat_arr[j]] += int(ns[j])
+        best = heapq.nlargest(TOP_ITEMS, counts.items(), key=lambda kv: (kv[1], last_seen[kv[0]]))
+        top_items.append([k for k, _ in best])
+        top_counts.append([v for _, v in best])
+        top_last.append([last_seen[k] for k, _ in best])
+        fav.append(cats.most_common(1)[0][0])
+    weekly["top_items"] = top_items
+    weekly["top_item_counts"] = top_counts
+    weekly["top_item_last_ts"] = top_last
+    weekly["favourite_category"] = fav
+    weekly["event_timestamp"] = (
+        pd.DatetimeIndex(weekly["week_start"]) + pd.Timedelta(days=7)
+    ).tz_localize("UTC")
+    weekly["last_purchase_ts"] = weekly["last_ts"].astype("int64")
+    out = weekly[columns].reset_index(drop=True)
+    for col in ("invoices_total", "invoices_90d"):
+        out[col] = out[col].astype("int64")
+    for col in ("monetary_90d", "avg_basket_lines", "discount_affinity"):
+        out[col] = out[col].astype("float32")
+    return out
+
+
+def customer_consent_features(customers: pd.DataFrame) -> pd.DataFrame:
+    """Current consent flags per customer, stamped at the epoch (see the module docstring)."""
+    return pd.DataFrame(
+        {
+            "customer_id": customers["customer_id"].astype(str).to_numpy(),
+            "event_timestamp": pd.DatetimeIndex([EPOCH] * len(customers)).astype(
+                "datetime64[us, UTC]"
+            ),
+            "opted_out_sale": customers["opted_out_sale"].astype(bool).to_numpy(),
+            "opted_out_personalization": customers["opted_out_personalization"]
+            .astype(bool)
+            .to_numpy(),
+        }
+    )
+
+
+def write_parquet_us(frame: pd.DataFrame, path: Path) -> None:
+    """Write parquet with microsecond timestamps (DuckDB, the offline store, cannot cast ns)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = [
+        pa.field(f.name, pa.timestamp("us", tz=f.type.tz), f.nullable)
+        if pa.types.is_timestamp(f.type)
+        else f
+        for f in table.schema
+    ]
+    pq.write_table(table.cast(pa.schema(fields)), path)
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """Paths of the written feature tables (the Feast file sources)."""
+
+    product_weekly: Path
+    customer_behaviour: Path
+    customer_consent: Path
+
+
+def build_feature_tables(clean: dict[str, pd.DataFrame], features_dir: Path) -> FeatureTables:
+    """Compute and write every feature table from the clean tables.
+
+    Args:
+        clean: ``transactions``, ``customers`` and ``products`` from ingestion.
+        features_dir: Where the parquet sources live (``Settings().features_dir``).
+
+    Returns:
+        The written paths.
+    """
+    features_dir.mkdir(parents=True, exist_ok=True)
+    tx = clean["transactions"]
+    panel = weekly_sales(tx)
+    paths = FeatureTables(
+        features_dir / "product_weekly.parquet",
+        features_dir / "customer_behaviour.parquet",
+        features_dir / "customer_consent.parquet",
+    )
+    tables = {
+        paths.product_weekly: product_weekly_features(panel),
+        paths.customer_behaviour: customer_behaviour_features(
+            tx, clean["customers"], clean["products"], panel
+        ),
+        paths.customer_consent: customer_consent_features(clean["customers"]),
+    }
+    for path, frame in tables.items():
+        tmp = path.with_suffix(".tmp.parquet")
+        write_parquet_us(frame, tmp)
+        tmp.replace(path)
+    return paths

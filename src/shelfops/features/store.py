@@ -1,0 +1,158 @@
+"""The Feast feature store behind ShelfOps, configured by profile.
+
+* local: DuckDB offline store, SQLite online store, file registry, all under the ShelfOps home.
+* cluster: the same offline sources, Redis online store (``SHELFOPS_REDIS_URL``).
+
+Everything asks for features by FeatureService name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+from feast import FeatureService, FeatureStore, RepoConfig
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+
+from shelfops.features.definitions import BEHAVIOUR_VIEW, CONSENT_VIEW, build_definitions
+from shelfops.settings import Settings
+
+
+class FeatureRepo:
+    """ShelfOps' Feast repository: apply, materialize, and reads by FeatureService name."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Bind the repository to a settings object (nothing is opened yet)."""
+        self.settings = settings
+
+    def repo_config(self) -> RepoConfig:
+        """The Feast configuration for the settings' profile."""
+        feast_dir = self.settings.feast_dir
+        feast_dir.mkdir(parents=True, exist_ok=True)
+        online: dict[str, Any]
+        if self.settings.profile == "cluster" or self.settings.redis_url:
+            if not self.settings.redis_url:
+                raise ValueError("the cluster profile needs SHELFOPS_REDIS_URL (host:port)")
+            conn = self.settings.redis_url
+            if self.settings.redis_password is not None:
+                conn += f",password={self.settings.redis_password.get_secret_value()}"
+            online = {"type": "redis", "connection_string": conn}
+        else:
+            online = {"type": "sqlite", "path": str(feast_dir / "online.db")}
+        return RepoConfig(
+            project=self.settings.feast_project,
+            provider="local",
+            registry={
+                "registry_type": "file",
+                "path": str(feast_dir / "registry.db"),
+                "cache_ttl_seconds": 60,
+            },
+            offline_store={"type": "duckdb"},
+            online_store=online,
+            entity_key_serialization_version=3,
+            repo_path=str(feast_dir),
+        )
+
+    @cached_property
+    def store(self) -> FeatureStore:
+        """The Feast store (opened on first use)."""
+        return FeatureStore(config=self.repo_config())
+
+    def apply(self) -> list[str]:
+        """Register entities, views and services (idempotent, like ``feast apply``).
+
+        Returns:
+            Names of the applied objects.
+        """
+        objects = build_definitions(self.settings.features_dir)
+        self.store.apply(objects)  # type: ignore[arg-type]
+        return [str(getattr(o, "name", o)) for o in objects]
+
+    def materialize(self, end: dt.datetime | None = None) -> None:
+        """Load every view's latest values into the online store.
+
+        Args:
+            end: Newest event time to load (default: now).
+        """
+        end = end or dt.datetime.now(dt.UTC)
+        self.store.materialize(start_date=dt.datetime(1970, 1, 1, tzinfo=dt.UTC), end_date=end)
+
+    def service(self, name: str) -> FeatureService:
+        """A FeatureService from the registry."""
+        return self.store.get_feature_service(name)
+
+    def feature_names(self, service: str) -> list[str]:
+        """The feature names a service provides, in order."""
+        fs = self.service(service)
+        return [f.name for proj in fs.feature_view_projections for f in proj.features]
+
+    def historical(self, service: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+        """Point-in-time correct training rows for a FeatureService.
+
+        Args:
+            service: FeatureService name (``demand_v1`` or ``recs_v1``).
+            entity_df: The join key plus ``event_timestamp`` (UTC); extra columns pass through.
+
+        Returns:
+            One row per entity row with the service's features.
+        """
+        frame = entity_df.copy()
+        frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype(
+            "datetime64[us, UTC]"
+        )
+        job = self.store.get_historical_features(entity_df=frame, features=self.service(service))
+        return job.to_df()
+
+    def online(self, service: str, entity_rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        """The latest feature values for entities, from the online store."""
+        response = self.store.get_online_features(
+            features=self.service(service), entity_rows=entity_rows
+        )
+        return response.to_dict()
+
+    def forget_customer(self, customer_id: str) -> int:
+        """Delete a customer's rows from the online store (Feast has no delete API).
+
+        Returns:
+            The number of online records removed.
+        """
+        config = self.store.config
+        key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=customer_id)])
+        serialized = serialize_entity_key(
+            key, entity_key_serialization_version=config.entity_key_serialization_version
+        )
+        if config.online_store.type == "redis":
+            from feast.infra.online_stores.helpers import _redis_key
+
+            client = self._redis_client()
+            redis_key = _redis_key(config.project, key, config.entity_key_serialization_version)
+            return int(client.delete(redis_key))
+        import sqlite3
+
+        removed = 0
+        with sqlite3.connect(config.online_store.path) as conn:
+            for view in (CONSENT_VIEW, BEHAVIOUR_VIEW):
+                table = f"{config.project}_{view}"
+                exists = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = ?", (table,)
+                ).fetchone()
+                if exists:
+                    cur = conn.execute(f'DELETE FROM "{table}" WHERE entity_key = ?', (serialized,))
+                    removed += cur.rowcount
+        return removed
+
+    def _redis_client(self) -> Any:
+        import redis
+
+        assert self.settings.redis_url is not None
+        host, _, port = self.settings.redis_url.partition(":")
+        password = (
+            self.settings.redis_password.get_secret_value()
+            if self.settings.redis_password
+            else None
+        )
+        return redis.Redis(host=host, port=int(port or 6379), password=password)

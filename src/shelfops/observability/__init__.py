@@ -1,0 +1,1 @@
+"""Observability: the Prometheus metric catalogue that ShelfOps services export."""

@@ -1,0 +1,1 @@
+"""Rollout engine: canary deployments, promotion and rollback of model revisions."""

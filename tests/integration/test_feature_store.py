@@ -1,0 +1,100 @@
+"""Real Feast apply, materialize, point-in-time training reads and online reads, on SQLite
+and on a real Redis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shelfops.data.ingest import load_clean
+from shelfops.features.build import weekly_sales
+from shelfops.features.definitions import DEMAND_SERVICE, RECS_SERVICE
+from shelfops.features.store import FeatureRepo
+from shelfops.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _busiest_product(settings: Settings) -> str:
+    panel = weekly_sales(load_clean(settings.root)["transactions"])
+    return str(panel.groupby("stock_code")["units"].sum().idxmax())
+
+
+def test_historical_reads_are_point_in_time_correct(featurised_home: Settings) -> None:
+    """A training row at origin T sees exactly the sales of the 52 weeks before T, no later."""
+    repo = FeatureRepo(featurised_home)
+    repo.apply()
+    code = _busiest_product(featurised_home)
+    panel = weekly_sales(load_clean(featurised_home.root)["transactions"])
+    series = panel[panel["stock_code"] == code].set_index("week_start")["units"]
+    origins = [series.index[60], series.index[80]]
+    entity = pd.DataFrame(
+        {
+            "stock_code": [code, code],
+            "event_timestamp": [pd.Timestamp(o, tz="UTC") for o in origins],
+        }
+    )
+    rows = repo.historical(DEMAND_SERVICE, entity).sort_values("event_timestamp")
+    for origin, (_, row) in zip(origins, rows.iterrows(), strict=True):
+        before = series[series.index < origin]
+        expected = before.iloc[-52:].to_numpy()
+        np.testing.assert_allclose(
+            np.asarray(row["units_history_52w"])[-len(expected) :], expected, rtol=1e-6
+        )
+        assert row["units_last_week"] == pytest.approx(before.iloc[-1])
+        assert row["units_mean_4w"] == pytest.approx(before.iloc[-4:].mean(), rel=1e-5)
+    assert repo.feature_names(DEMAND_SERVICE)[0] == "units_last_week"
+
+
+def test_every_entity_row_comes_back(featurised_home: Settings) -> None:
+    """DuckDB returns one row per entity row, duplicates and out-of-window rows included."""
+    repo = FeatureRepo(featurised_home)
+    repo.apply()
+    code = _busiest_product(featurised_home)
+    ts = pd.Timestamp("2026-01-05", tz="UTC")
+    entity = pd.DataFrame(
+        {
+            "stock_code": [code, code, "NO-SUCH", code],
+            "event_timestamp": [ts, ts, ts, pd.Timestamp("2001-01-01", tz="UTC")],
+        }
+    )
+    rows = repo.historical(DEMAND_SERVICE, entity)
+    assert len(rows) == 4
+    assert rows["units_mean_13w"].isna().sum() == 2
+
+
+def _online_roundtrip(settings: Settings) -> dict[str, list[object]]:
+    repo = FeatureRepo(settings)
+    repo.apply()
+    repo.materialize()
+    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
+    latest = behaviour.sort_values("event_timestamp").groupby("customer_id").tail(1)
+    customer = latest.sort_values("invoices_total").iloc[-1]
+    online = repo.online(
+        RECS_SERVICE,
+        [{"customer_id": customer["customer_id"]}, {"customer_id": "unknown-customer"}],
+    )
+    assert online["invoices_total"][0] == customer["invoices_total"]
+    assert online["top_items"][0] == list(customer["top_items"])
+    assert online["opted_out_personalization"][0] is False
+    assert online["top_items"][1] is None
+    removed = repo.forget_customer(str(customer["customer_id"]))
+    assert removed >= 1
+    gone = repo.online(RECS_SERVICE, [{"customer_id": customer["customer_id"]}])
+    assert gone["top_items"] == [None] and gone["opted_out_personalization"] == [None]
+    return online
+
+
+def test_sqlite_online_store_serves_latest_values(featurised_home: Settings) -> None:
+    """Materialized SQLite values equal each customer's newest offline row; forget removes them."""
+    _online_roundtrip(featurised_home)
+
+
+def test_redis_online_store_serves_latest_values(featurised_home: Settings, redis_url: str) -> None:
+    """The cluster profile reads the same values from a real redis-server; forget removes them."""
+    settings = featurised_home.model_copy(
+        update={"profile": "cluster", "redis_url": redis_url, "feast_project": "shelfops_redis"}
+    )
+    assert FeatureRepo(settings).repo_config().online_store.type == "redis"
+    _online_roundtrip(settings)
