@@ -17,8 +17,8 @@ Weeks run Monday to Sunday, as the evaluation protocol in DESIGN.md requires.
 
 from __future__ import annotations
 
-import itertools
 import heapq
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
