@@ -53,6 +53,7 @@ compile-pipelines: install ## Compile the Kubeflow pipelines to YAML
 
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_backtest.py
 
 clean: ## Remove local outputs (keeps .venv)
 	rm -rf local_outputs

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from shelfops.cli import data, features, privacy
+from shelfops.cli import data, features, models, privacy
 from shelfops.cli.common import console
 from shelfops.settings import Settings
 
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(privacy.app, name="privacy")
+models.register(app)
 
 
 @app.callback()
@@ -30,12 +32,14 @@ def main(
     ] = None,
 ) -> None:
     """Build the settings once for every command."""
+    # ibis (under Feast's DuckDB store) warns about its own deprecated calls on every read.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
     ctx.obj = Settings(home=home) if home is not None else Settings()
 
 
 @app.command()
 def quickstart(ctx: typer.Context) -> None:
-    """Run the main job on the local default: generate, ingest, features, online store."""
+    """Run the main job on the local default: data, features, online store, trained models."""
     settings: Settings = ctx.obj
     generated = settings.raw_dir / "generated"
     ctx.invoke(data.generate_cmd, ctx=ctx)
@@ -48,8 +52,11 @@ def quickstart(ctx: typer.Context) -> None:
     )
     ctx.invoke(features.apply_cmd, ctx=ctx)
     ctx.invoke(features.materialize_cmd, ctx=ctx)
+    ctx.invoke(models.train, ctx=ctx)
     console.rule("[bold green]ShelfOps quickstart finished")
     console.print(f"everything lives under {settings.root}")
     console.print(f"  data quality report: {settings.reports_dir / 'data_quality.md'}")
     console.print(f"  clean tables:        {settings.clean_dir}")
     console.print(f"  feature store:       {settings.feast_dir}")
+    console.print(f"  training report:     {settings.reports_dir / 'training' / 'index.html'}")
+    console.print(f"  model store:         {settings.bentoml_home}")

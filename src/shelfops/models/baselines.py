@@ -1,0 +1,177 @@
+"""Strong, simple baselines that every model is reported beside (DESIGN.md evaluation protocol).
+
+Demand baselines read the weekly panel (``stock_code, week_start, units``) strictly before the
+forecast origin; recommendation baselines read purchase lines strictly before the cutoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+DEMAND_BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "ma4", "ma13")
+RECS_BASELINES: tuple[str, ...] = ("popularity", "personal_frequency")
+
+
+def wide_panel(panel: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    """Pivot the weekly panel to products x weeks, keeping weeks strictly before ``end``.
+
+    Weeks before a product's first sale are NaN; weeks after it with no sales are 0.
+
+    Args:
+        panel: Weekly panel with ``stock_code``, ``week_start`` and ``units``.
+        end: The forecast origin (a Monday); later weeks are dropped.
+
+    Returns:
+        A float frame indexed by ``stock_code`` with one column per ``week_start``.
+    """
+    p = panel[panel["week_start"] < end]
+    wide = p.pivot_table(index="stock_code", columns="week_start", values="units", aggfunc="sum")
+    if len(wide.columns):
+        all_weeks = pd.date_range(wide.columns.min(), end - pd.Timedelta(days=7), freq="7D")
+        wide = wide.reindex(columns=all_weeks)
+    # Zeros after the first sale; NaN before it.
+    started = wide.notna().cumsum(axis=1) > 0
+    return wide.fillna(0.0).where(started)
+
+
+def demand_baselines(
+    panel: pd.DataFrame,
+    origin: pd.Timestamp,
+    products: Iterable[str],
+    horizon: int,
+) -> dict[str, pd.DataFrame]:
+    """Forecast ``horizon`` weeks from ``origin`` with each demand baseline.
+
+    * ``naive``: the last training week.
+    * ``seasonal_naive``: the same week 52 weeks earlier (naive when the product is younger).
+    * ``ma4`` / ``ma13``: the mean of the last 4 / 13 training weeks since the first sale.
+
+    Args:
+        panel: Weekly panel (``stock_code``, ``week_start``, ``units``).
+        origin: First forecast week (a Monday); only earlier weeks are used.
+        products: Products to forecast.
+        horizon: Number of weeks to forecast.
+
+    Returns:
+        ``{baseline: frame}`` with ``stock_code``, ``step`` (0-based), ``week_start``, ``forecast``.
+    """
+    codes = pd.Index(list(products), name="stock_code")
+    wide = wide_panel(panel, origin).reindex(codes)
+    values = wide.to_numpy(dtype=float)
+    n_weeks = values.shape[1]
+    steps = np.arange(horizon)
+
+    def last(k: int) -> np.ndarray:
+        window = values[:, max(0, n_weeks - k) :] if n_weeks else np.zeros((len(codes), 0))
+        with np.errstate(invalid="ignore"):
+            m = np.nanmean(window, axis=1) if window.shape[1] else np.zeros(len(codes))
+        return np.nan_to_num(m, nan=0.0)
+
+    naive = last(1)
+    out: dict[str, np.ndarray] = {
+        "naive": np.repeat(naive[:, None], horizon, axis=1),
+        "ma4": np.repeat(last(4)[:, None], horizon, axis=1),
+        "ma13": np.repeat(last(13)[:, None], horizon, axis=1),
+    }
+    seasonal = np.repeat(naive[:, None], horizon, axis=1)
+    for h in steps:
+        lag = 52 * (h // 52 + 1) - h  # weeks back from the origin to the same week last year
+        idx = n_weeks - lag
+        if 0 <= idx < n_weeks:
+            col = values[:, idx]
+            seasonal[:, h] = np.where(np.isnan(col), naive, col)
+    out["seasonal_naive"] = seasonal
+    weeks = origin + pd.to_timedelta(steps * 7, unit="D")
+    frames = {}
+    for name in DEMAND_BASELINES:
+        frames[name] = pd.DataFrame(
+            {
+                "stock_code": np.repeat(codes.to_numpy(), horizon),
+                "step": np.tile(steps, len(codes)),
+                "week_start": np.tile(weeks.to_numpy(), len(codes)),
+                "forecast": out[name].ravel(),
+            }
+        )
+    return frames
+
+
+def item_popularity(
+    lines: pd.DataFrame, cutoff: pd.Timestamp, weeks: int = 4, allowed: Iterable[str] | None = None
+) -> list[str]:
+    """Items ranked by recent popularity: invoices in the last ``weeks`` before the cutoff.
+
+    Ties (and items not sold recently) are ordered by invoices over the last 52 weeks.
+
+    Args:
+        lines: Purchase lines with ``invoice``, ``stock_code`` and ``invoice_date``.
+        cutoff: Only lines strictly before it count.
+        weeks: Length of the recent window.
+        allowed: Recommendable items; others are dropped (e.g. discontinued ones).
+
+    Returns:
+        Item codes, most popular first.
+    """
+    past = lines[
+        (lines["invoice_date"] < cutoff)
+        & (lines["invoice_date"] >= cutoff - pd.Timedelta(weeks=52))
+    ]
+    recent = past[past["invoice_date"] >= cutoff - pd.Timedelta(weeks=weeks)]
+    r = recent.groupby("stock_code")["invoice"].nunique()
+    y = past.groupby("stock_code")["invoice"].nunique()
+    score = pd.DataFrame({"r": r, "y": y}).fillna(0.0)
+    if allowed is not None:
+        score = score[score.index.isin(set(allowed))]
+    score = score.sort_values(["r", "y"], ascending=False, kind="stable")
+    return [str(x) for x in score.index]
+
+
+def personal_frequency(
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    customers: Iterable[str],
+    k: int,
+    popular: list[str],
+    allowed: Iterable[str] | None = None,
+) -> dict[str, list[str]]:
+    """Each customer's most frequently bought items, topped up with popular ones.
+
+    Frequency counts distinct invoices; ties go to the more recently bought item.
+
+    Args:
+        lines: Purchase lines with ``invoice``, ``customer_id``, ``stock_code``, ``invoice_date``.
+        cutoff: Only lines strictly before it count.
+        customers: Customers to recommend for.
+        k: Length of each list.
+        popular: Popularity ranking used to top lists up.
+        allowed: Recommendable items; others are never recommended.
+
+    Returns:
+        ``{customer_id: [item, ...]}`` with ``k`` items each (fewer only if the catalogue is tiny).
+    """
+    wanted = set(customers)
+    past = lines[(lines["invoice_date"] < cutoff) & lines["customer_id"].isin(wanted)]
+    if allowed is not None:
+        past = past[past["stock_code"].isin(set(allowed))]
+    g = (
+        past.groupby(["customer_id", "stock_code"])
+        .agg(n=("invoice", "nunique"), last=("invoice_date", "max"))
+        .reset_index()
+    )
+    g = g.sort_values(["customer_id", "n", "last"], ascending=[True, False, False], kind="stable")
+    own = g.groupby("customer_id")["stock_code"].apply(lambda s: list(s.iloc[:k])).to_dict()
+    head = popular[: k * 3]
+    out: dict[str, list[str]] = {}
+    for cust in wanted:
+        items = [str(x) for x in own.get(cust, [])]
+        seen = set(items)
+        for item in head:
+            if len(items) >= k:
+                break
+            if item not in seen:
+                items.append(item)
+                seen.add(item)
+        out[cust] = items
+    return out

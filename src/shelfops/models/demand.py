@@ -1,0 +1,564 @@
+"""Global PyTorch demand forecaster: one model across products, weekly buckets, quantile outputs.
+
+Inputs are the rows of the ``demand_v1`` FeatureService (one per product and forecast origin, the
+origin being the feature row's ``event_timestamp``). The feature list is whatever the service
+declares; the config only names *roles* (which array is the weekly history, which feature is the
+series level used for scaling). Every series is scaled by its own recent level, so one network
+serves products selling 0.2 or 200 units a week.
+
+Outputs per product and horizon week: P10, P50, P90 (pinball loss) and a point forecast (the
+conditional mean, squared loss, which is what RMSSE/WRMSSE reward). The network starts from a
+learned per-horizon blend of moving averages, last week and last year's same weeks, and adds a
+residual from an MLP over the history, price and markdown features and the calendar of each target
+week.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+QUANTILES: tuple[float, float, float] = (0.1, 0.5, 0.9)
+_EPS = 1e-3
+_CLIP = 25.0  # scaled targets above this many times the series level are clipped for the loss
+
+
+@dataclass
+class DemandConfig:
+    """Hyper-parameters and feature roles of the demand model."""
+
+    horizon: int = 13
+    history_feature: str = "units_history_52w"
+    scale_feature: str = "units_mean_13w"
+    weight_feature: str | None = "revenue_13w"
+    relative_prefix: str = "units_"
+    hidden: int = 96
+    context: int = 64
+    epochs: int = 40
+    patience: int = 5
+    batch_size: int = 1024
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    max_train_rows: int = 150_000
+    seed: int = 7
+    holiday_weeks: tuple[int, ...] = field(default=(46, 47, 48, 49, 50, 51, 52))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able copy."""
+        d = asdict(self)
+        d["holiday_weeks"] = list(self.holiday_weeks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DemandConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["holiday_weeks"] = tuple(d.get("holiday_weeks", ()))
+        return cls(**d)
+
+
+def set_determinism(seed: int) -> None:
+    """Seed torch and NumPy, use two threads and deterministic kernels (CPU only).
+
+    Args:
+        seed: The seed.
+    """
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Encoding of FeatureService rows
+# ------------------------------------------------------------------------------------------------
+def _array_column(values: pd.Series, length: int | None = None) -> np.ndarray:
+    rows = [np.asarray(v if v is not None else [], dtype=np.float32) for v in values]
+    n = length or max((len(r) for r in rows), default=0)
+    out = np.zeros((len(rows), n), dtype=np.float32)
+    for i, r in enumerate(rows):
+        r = np.nan_to_num(r[-n:])
+        out[i, n - len(r) :] = r
+    return out
+
+
+def _signed_log(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+@dataclass
+class DemandEncoder:
+    """Turns ``demand_v1`` rows into tensors; fitted statistics are saved with the model."""
+
+    features: list[str]
+    config: DemandConfig
+    scalar_features: list[str] = field(default_factory=list)
+    history_len: int = 52
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    def fit(self, df: pd.DataFrame) -> DemandEncoder:
+        """Learn which features are scalars and their standardisation from training rows.
+
+        Args:
+            df: Training rows of the FeatureService.
+
+        Returns:
+            Self.
+        """
+        cfg = self.config
+        self.scalar_features = [
+            f
+            for f in self.features
+            if f != cfg.history_feature and f in df and pd.api.types.is_numeric_dtype(df[f])
+        ]
+        hist = df[cfg.history_feature]
+        self.history_len = int(max((len(v) for v in hist if v is not None), default=52))
+        raw = self._scalars(df, self._scale(df))
+        self.mean = [float(x) for x in np.nanmean(raw, axis=0)] if raw.size else []
+        self.std = [float(x) + 1e-3 for x in np.nanstd(raw, axis=0)] if raw.size else []
+        return self
+
+    def _scale(self, df: pd.DataFrame) -> np.ndarray:
+        cfg = self.config
+        hist = _array_column(df[cfg.history_feature], self.history_len)
+        level = pd.to_numeric(df[cfg.scale_feature], errors="coerce").fillna(0.0).to_numpy()
+        long_run = hist.mean(axis=1)
+        return np.maximum(np.maximum(level, 0.5 * long_run), 0.05).astype(np.float32)
+
+    def _scalars(self, df: pd.DataFrame, scale: np.ndarray) -> np.ndarray:
+        cols = []
+        for f in self.scalar_features:
+            x = pd.to_numeric(df[f], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+            if f.startswith(self.config.relative_prefix):
+                cols.append(np.log1p(np.maximum(x, 0.0) / scale))
+            else:
+                cols.append(_signed_log(x))
+        cols.append(np.log(scale))
+        return np.stack(cols, axis=1).astype(np.float32)
+
+    def transform(self, df: pd.DataFrame) -> dict[str, torch.Tensor]:
+        """Encode rows whose ``event_timestamp`` is the forecast origin.
+
+        Args:
+            df: FeatureService rows with ``event_timestamp``.
+
+        Returns:
+            Tensors ``hist`` (N, L), ``scalars`` (N, F), ``steps`` (N, H, K), ``base`` (N, H, B)
+            and ``scale`` (N,).
+        """
+        cfg = self.config
+        h = cfg.horizon
+        scale = self._scale(df)
+        hist = _array_column(df[cfg.history_feature], self.history_len) / scale[:, None]
+        scalars = (self._scalars(df, scale) - np.asarray(self.mean, np.float32)) / np.asarray(
+            self.std, np.float32
+        )
+        origin = pd.to_datetime(df["event_timestamp"], utc=True).dt.tz_localize(None)
+        steps = np.arange(h)
+        target = (
+            origin.to_numpy()[:, None] + (steps * 7 + 3).astype("timedelta64[D]")[None, :]
+        )  # mid-week of each target
+        t_index = pd.DatetimeIndex(target.ravel())
+        woy = t_index.isocalendar().week.to_numpy().astype(np.float32).reshape(-1, h)
+        doy = t_index.dayofyear.to_numpy().astype(np.float32).reshape(-1, h) / 365.25
+        holiday = np.isin(woy, np.asarray(cfg.holiday_weeks, dtype=np.float32))
+        # Last year's same target week (and neighbours) from the history array.
+        L = self.history_len
+        ly = np.zeros((len(df), h), np.float32)
+        ly3 = np.zeros((len(df), h), np.float32)
+        for k in range(h):
+            idx = L - 52 + k
+            if 0 <= idx < L:
+                ly[:, k] = hist[:, idx]
+                lo, hi = max(idx - 1, 0), min(idx + 2, L)
+                ly3[:, k] = hist[:, lo:hi].mean(axis=1)
+        # How last year's target weeks compared with last year's weeks around the origin.
+        ref = hist[:, max(L - 52 - 6, 0) : max(L - 52, 1)].mean(axis=1, keepdims=True)
+        ma4 = hist[:, -4:].mean(axis=1, keepdims=True)
+        ma13 = hist[:, -13:].mean(axis=1, keepdims=True)
+        season_ratio = (ly3 + 0.1) / (ref + 0.1)
+        step_onehot = np.broadcast_to(np.eye(h, dtype=np.float32), (len(df), h, h))
+        step_feats = np.concatenate(
+            [
+                np.stack(
+                    [
+                        np.sin(2 * math.pi * doy),
+                        np.cos(2 * math.pi * doy),
+                        np.sin(4 * math.pi * doy),
+                        np.cos(4 * math.pi * doy),
+                        holiday.astype(np.float32),
+                        np.log1p(ly),
+                        np.log1p(ly3),
+                        np.log(season_ratio),
+                    ],
+                    axis=2,
+                ),
+                step_onehot,
+            ],
+            axis=2,
+        ).astype(np.float32)
+        seasonal_ma = np.clip(season_ratio, 0.0, 10.0) * ma4
+        base = np.stack(
+            [
+                np.broadcast_to(ma4, (len(df), h)),
+                np.broadcast_to(ma13, (len(df), h)),
+                np.broadcast_to(hist[:, -1:], (len(df), h)),
+                ly3,
+                seasonal_ma,
+            ],
+            axis=2,
+        ).astype(np.float32)
+        return {
+            "hist": torch.from_numpy(np.log1p(hist).astype(np.float32)),
+            "scalars": torch.from_numpy(np.nan_to_num(scalars).astype(np.float32)),
+            "steps": torch.from_numpy(step_feats),
+            "base": torch.from_numpy(base),
+            "scale": torch.from_numpy(scale),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able state."""
+        return {
+            "features": self.features,
+            "scalar_features": self.scalar_features,
+            "history_len": self.history_len,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], config: DemandConfig) -> DemandEncoder:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            features=list(d["features"]),
+            config=config,
+            scalar_features=list(d["scalar_features"]),
+            history_len=int(d["history_len"]),
+            mean=list(d["mean"]),
+            std=list(d["std"]),
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Network
+# ------------------------------------------------------------------------------------------------
+class DemandNet(nn.Module):
+    """Context encoder over history and scalars, per-horizon head over calendar features.
+
+    Output channels per horizon step: point (mean), P10, P50, P90, all in scaled units.
+    """
+
+    def __init__(
+        self,
+        history_len: int,
+        n_scalars: int,
+        n_step: int,
+        n_base: int,
+        horizon: int,
+        hidden: int,
+        context: int,
+    ) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(history_len + n_scalars, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, context),
+            nn.GELU(),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(context + n_step, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 4),
+        )
+        # Learned blend of simple forecasts, per horizon step, for the point and the median.
+        self.blend = nn.Parameter(torch.zeros(horizon, 2, n_base))
+        with torch.no_grad():
+            self.blend[:, :, 0] = 2.0  # start near the 4-week moving average
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return (N, H, 4) scaled outputs: point, P10, P50, P90 (monotone quantiles)."""
+        ctx = self.encoder(torch.cat([x["hist"], x["scalars"]], dim=1))
+        n, h, _ = x["steps"].shape
+        z = torch.cat([ctx[:, None, :].expand(n, h, ctx.shape[1]), x["steps"]], dim=2)
+        raw = self.head(z)
+        w = torch.softmax(self.blend, dim=2)  # (H, 2, B)
+        blended = torch.einsum("nhb,hkb->nhk", x["base"], w)  # (N, H, 2)
+        point = torch.relu(blended[..., 0] * torch.exp(raw[..., 0].clamp(-3, 3)))
+        p50 = torch.relu(blended[..., 1] * torch.exp(raw[..., 1].clamp(-3, 3)) + 0.0)
+        lo = p50 - torch.nn.functional.softplus(raw[..., 2])
+        hi = p50 + torch.nn.functional.softplus(raw[..., 3])
+        return torch.stack([point, lo, p50, hi], dim=2)
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    y = y.clamp(max=_CLIP)
+    per = (out[..., 0] - y) ** 2 * 0.5
+    for i, q in enumerate(QUANTILES):
+        d = y - out[..., i + 1]
+        per = per + torch.maximum(q * d, (q - 1) * d)
+    per = per * mask * w[:, None]
+    return per.sum() / (mask * w[:, None]).sum().clamp(min=1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Labels and training
+# ------------------------------------------------------------------------------------------------
+def label_matrix(
+    rows: pd.DataFrame, wide: pd.DataFrame, horizon: int, label_end: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets for each feature row: units of the ``horizon`` weeks from its origin.
+
+    Args:
+        rows: Rows with ``stock_code`` and ``event_timestamp`` (the origin).
+        wide: Products x weeks panel (NaN before a product's first sale).
+        horizon: Weeks to forecast.
+        label_end: Weeks starting on or after it are masked (not yet observed).
+
+    Returns:
+        ``(y, mask)``, both (N, horizon) float32.
+    """
+    weeks = pd.DatetimeIndex(wide.columns)
+    pos = {w: i for i, w in enumerate(weeks)}
+    values = wide.to_numpy(dtype=np.float32)
+    row_idx = wide.index.get_indexer(rows["stock_code"].astype(str))
+    origin = pd.to_datetime(rows["event_timestamp"], utc=True).dt.tz_localize(None)
+    start = np.array([pos.get(t, -1) for t in origin.dt.normalize()])
+    n = len(rows)
+    y = np.zeros((n, horizon), np.float32)
+    mask = np.zeros((n, horizon), np.float32)
+    n_weeks = values.shape[1]
+    end_col = int(np.searchsorted(weeks.to_numpy(), np.datetime64(label_end)))
+    for k in range(horizon):
+        col = start + k
+        ok = (row_idx >= 0) & (start >= 0) & (col < min(n_weeks, end_col))
+        v = np.full(n, np.nan, np.float32)
+        v[ok] = values[row_idx[ok], col[ok]]
+        good = ok & ~np.isnan(v)
+        y[good, k] = v[good]
+        mask[good, k] = 1.0
+    return y, mask
+
+
+@dataclass
+class DemandModel:
+    """A fitted encoder + network; predicts P10/P50/P90 and a point forecast."""
+
+    config: DemandConfig
+    encoder: DemandEncoder
+    net: DemandNet
+    history: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, rows: pd.DataFrame, batch_size: int = 4096) -> pd.DataFrame:
+        """Forecast from FeatureService rows (the origin is each row's ``event_timestamp``).
+
+        Args:
+            rows: ``demand_v1`` rows with ``stock_code`` and ``event_timestamp``.
+            batch_size: Rows per forward pass.
+
+        Returns:
+            Long frame: ``stock_code``, ``origin``, ``step``, ``week_start``, ``forecast``,
+            ``p10``, ``p50``, ``p90`` in units.
+        """
+        h = self.config.horizon
+        self.net.eval()
+        outs = []
+        with torch.no_grad():
+            for s in range(0, len(rows), batch_size):
+                part = rows.iloc[s : s + batch_size]
+                x = self.encoder.transform(part)
+                outs.append((self.net(x) * x["scale"][:, None, None]).numpy())
+        out = np.concatenate(outs) if outs else np.zeros((0, h, 4), np.float32)
+        out = np.maximum(out, 0.0)
+        origin = pd.to_datetime(rows["event_timestamp"], utc=True).dt.tz_localize(None).to_numpy()
+        steps = np.arange(h)
+        return pd.DataFrame(
+            {
+                "stock_code": np.repeat(rows["stock_code"].astype(str).to_numpy(), h),
+                "origin": np.repeat(origin, h),
+                "step": np.tile(steps, len(rows)),
+                "week_start": (
+                    np.repeat(origin, h) + np.tile((steps * 7).astype("timedelta64[D]"), len(rows))
+                ),
+                "forecast": out[..., 0].ravel(),
+                "p10": out[..., 1].ravel(),
+                "p50": out[..., 2].ravel(),
+                "p90": out[..., 3].ravel(),
+            }
+        )
+
+    def save(self, path: Path) -> None:
+        """Write ``config.json``, ``encoder.json`` and ``weights.pt`` into ``path``.
+
+        Args:
+            path: Target folder (created).
+        """
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        (path / "encoder.json").write_text(json.dumps(self.encoder.to_dict()))
+        (path / "history.json").write_text(json.dumps(self.history))
+        torch.save(self.net.state_dict(), path / "weights.pt")
+
+    @classmethod
+    def load(cls, path: Path) -> DemandModel:
+        """Load a model written by :meth:`save`.
+
+        Args:
+            path: The folder.
+
+        Returns:
+            The model, in eval mode.
+        """
+        config = DemandConfig.from_dict(json.loads((path / "config.json").read_text()))
+        enc = DemandEncoder.from_dict(json.loads((path / "encoder.json").read_text()), config)
+        net = _build_net(enc, config)
+        net.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
+        net.eval()
+        hist_path = path / "history.json"
+        history = json.loads(hist_path.read_text()) if hist_path.exists() else {}
+        return cls(config=config, encoder=enc, net=net, history=history)
+
+
+def _build_net(enc: DemandEncoder, cfg: DemandConfig) -> DemandNet:
+    n_scalars = len(enc.scalar_features) + 1
+    n_step = 8 + cfg.horizon
+    return DemandNet(enc.history_len, n_scalars, n_step, 5, cfg.horizon, cfg.hidden, cfg.context)
+
+
+def _sample_weights(rows: pd.DataFrame, cfg: DemandConfig) -> np.ndarray:
+    if cfg.weight_feature and cfg.weight_feature in rows:
+        w = pd.to_numeric(rows[cfg.weight_feature], errors="coerce").fillna(0.0).to_numpy()
+        w = np.sqrt(np.maximum(w, 0.0))
+        m = w.mean()
+        if m > 0:
+            return np.clip(w / m, 0.1, 10.0).astype(np.float32)
+    return np.ones(len(rows), np.float32)
+
+
+def recently_sold(rows: pd.DataFrame, cfg: DemandConfig, weeks: int = 13) -> np.ndarray:
+    """Which rows' products sold in the ``weeks`` before their origin (the evaluated population).
+
+    Args:
+        rows: FeatureService rows.
+        cfg: The config naming the history feature.
+        weeks: Look-back.
+
+    Returns:
+        A boolean mask.
+    """
+    hist = _array_column(rows[cfg.history_feature])
+    return np.asarray(hist[:, -weeks:].sum(axis=1) > 0)
+
+
+def fit_demand(
+    rows: pd.DataFrame,
+    wide: pd.DataFrame,
+    features: Sequence[str],
+    label_end: pd.Timestamp,
+    config: DemandConfig | None = None,
+    valid_rows: pd.DataFrame | None = None,
+    valid_end: pd.Timestamp | None = None,
+    epochs: int | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> DemandModel:
+    """Train the global demand model on many (product, origin) rows.
+
+    Args:
+        rows: ``demand_v1`` training rows (``stock_code``, ``event_timestamp``, features).
+        wide: Products x weeks label panel.
+        features: The FeatureService's feature names.
+        label_end: Training labels use only weeks strictly before it.
+        config: Hyper-parameters.
+        valid_rows: Optional rows at a validation origin for early stopping.
+        valid_end: Label end for the validation rows (the real cutoff).
+        epochs: Fixed epoch count (no early stopping); defaults to ``config.epochs``.
+        progress: Callback ``(epoch, epochs, loss)``.
+
+    Returns:
+        The fitted model; ``history`` holds losses and the best epoch.
+    """
+    cfg = config or DemandConfig()
+    set_determinism(cfg.seed)
+    started = time.perf_counter()
+    rows = rows[recently_sold(rows, cfg)]
+    y, mask = label_matrix(rows, wide, cfg.horizon, label_end)
+    keep = mask.sum(axis=1) > 0
+    rows, y, mask = rows[keep], y[keep], mask[keep]
+    if len(rows) > cfg.max_train_rows:
+        rng = np.random.default_rng(cfg.seed)
+        idx = np.sort(rng.choice(len(rows), size=cfg.max_train_rows, replace=False))
+        rows, y, mask = rows.iloc[idx], y[idx], mask[idx]
+    if len(rows) == 0:
+        raise ValueError("no training rows with labels before the label end")
+    enc = DemandEncoder(features=list(features), config=cfg).fit(rows)
+    x = enc.transform(rows)
+    ys = torch.from_numpy(y) / x["scale"][:, None]
+    ms = torch.from_numpy(mask)
+    ws = torch.from_numpy(_sample_weights(rows, cfg))
+    vx = vy = vm = vw = None
+    if valid_rows is not None and valid_end is not None and len(valid_rows):
+        valid_rows = valid_rows[recently_sold(valid_rows, cfg)]
+        vyn, vmn = label_matrix(valid_rows, wide, cfg.horizon, valid_end)
+        vx = enc.transform(valid_rows)
+        vy = torch.from_numpy(vyn) / vx["scale"][:, None]
+        vm = torch.from_numpy(vmn)
+        vw = torch.from_numpy(_sample_weights(valid_rows, cfg))
+    net = _build_net(enc, cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_epochs = epochs or cfg.epochs
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_epoch, best_state, bad = float("inf"), 0, None, 0
+    losses: list[float] = []
+    val_losses: list[float] = []
+    for epoch in range(n_epochs):
+        net.train()
+        perm = torch.randperm(len(rows), generator=gen)
+        total, count = 0.0, 0
+        for s in range(0, len(rows), cfg.batch_size):
+            b = perm[s : s + cfg.batch_size]
+            xb = {k: v[b] for k, v in x.items()}
+            loss = _loss(net(xb), ys[b], ms[b], ws[b])
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            total += float(loss.detach()) * len(b)
+            count += len(b)
+        losses.append(total / max(count, 1))
+        if vx is not None and vy is not None and vm is not None and vw is not None:
+            net.eval()
+            with torch.no_grad():
+                vl = float(_loss(net(vx), vy, vm, vw))
+            val_losses.append(vl)
+            if vl < best - 1e-5:
+                best, best_epoch, bad = vl, epoch + 1, 0
+                best_state = {k: v.clone() for k, v in net.state_dict().items()}
+            else:
+                bad += 1
+            if bad >= cfg.patience:
+                break
+        if progress:
+            progress(epoch + 1, n_epochs, losses[-1])
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    else:
+        best_epoch = len(losses)
+    net.eval()
+    history = {
+        "train_loss": losses,
+        "valid_loss": val_losses,
+        "best_epoch": best_epoch,
+        "train_rows": len(rows),
+        "seconds": time.perf_counter() - started,
+    }
+    return DemandModel(config=cfg, encoder=enc, net=net, history=history)

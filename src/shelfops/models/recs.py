@@ -1,0 +1,904 @@
+"""Next-basket recommender: repeat-purchase modelling plus learned item/customer representations.
+
+Inputs per customer are the rows of the ``recs_v1`` FeatureService (their top items with counts
+and last-purchase times, visit frequency, spend, discount affinity, favourite category). Item-side
+knowledge (recent popularity and its trend, how often an item's buyers come back for it,
+co-purchase neighbours, categories, what is discontinued) is computed from the clean purchase lines
+before the training cutoff and travels inside the model artefact, so serving needs nothing else.
+
+Scoring happens in two stages, the same in training, evaluation and serving:
+
+1. candidates: the customer's own items, the items most often bought with them (item-to-item
+   co-purchase), and the recently popular items; never a discontinued item;
+2. a PyTorch scorer: an MLP over pair features (own count, recency against the customer's
+   repurchase interval, share of visits, popularity and trend, item repeat rate, co-purchase
+   score, category match) plus ``dot(customer embedding, item embedding)`` where the customer
+   embedding is the count-weighted mean of their items' embeddings, plus a learned item bias.
+
+Training uses several cutoffs before the evaluation cutoff; the target of each is the item set of
+the customer's first invoice after it; the loss is a listwise softmax over the candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from shelfops.models.demand import set_determinism
+
+_DAY = 86400.0
+
+
+@dataclass
+class RecsConfig:
+    """Hyper-parameters and feature roles of the recommender."""
+
+    items_feature: str = "top_items"
+    counts_feature: str = "top_item_counts"
+    last_ts_feature: str = "top_item_last_ts"
+    opt_out_feature: str = "opted_out_personalization"
+    favourite_feature: str = "favourite_category"
+    neighbours: int = 30
+    co_candidates: int = 40
+    popular_candidates: int = 40
+    embedding_dim: int = 32
+    hidden: int = 64
+    epochs: int = 25
+    patience: int = 4
+    batch_size: int = 256
+    lr: float = 5e-3
+    weight_decay: float = 1e-5
+    train_cutoffs: int = 6
+    cutoff_spacing_weeks: int = 4
+    cooccurrence_weeks: int = 52
+    max_basket_lines: int = 60
+    seed: int = 7
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able copy."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecsConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
+# ------------------------------------------------------------------------------------------------
+# Item-side statistics (learned from purchase lines before a cutoff)
+# ------------------------------------------------------------------------------------------------
+def purchase_lines(transactions: pd.DataFrame) -> pd.DataFrame:
+    """Product sale lines (no cancellations, no postage) with string codes.
+
+    Args:
+        transactions: Clean transactions (``is_product``, ``is_cancellation`` columns).
+
+    Returns:
+        ``invoice, customer_id, stock_code, invoice_date`` (customer id may be missing).
+    """
+    tx = transactions
+    if "is_product" in tx:
+        tx = tx[tx["is_product"].astype(bool) & ~tx["is_cancellation"].astype(bool)]
+    out = pd.DataFrame(
+        {
+            "invoice": tx["invoice"].astype(str).to_numpy(),
+            "customer_id": tx["customer_id"].astype("string").to_numpy(),
+            "stock_code": tx["stock_code"].astype(str).to_numpy(),
+            "invoice_date": pd.to_datetime(tx["invoice_date"]).to_numpy(),
+        }
+    )
+    out["customer_id"] = out["customer_id"].replace("", pd.NA)
+    return out
+
+
+@dataclass
+class ItemStats:
+    """What the model knows about each item as of a cutoff."""
+
+    items: list[str]
+    pop4: np.ndarray
+    pop13: np.ndarray
+    pop52: np.ndarray
+    repeat_rate: np.ndarray
+    age_weeks: np.ndarray
+    nbr_idx: np.ndarray  # (n_items, K) neighbour indices, -1 padded
+    nbr_val: np.ndarray  # (n_items, K) P(neighbour | item)
+    category: list[str]
+    description: list[str]
+    recommendable: np.ndarray  # bool
+    cutoff: str = ""
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Item code to row."""
+        return {c: i for i, c in enumerate(self.items)}
+
+    def popular_order(self) -> np.ndarray:
+        """Recommendable item rows by recent popularity (4 weeks, then 52 weeks)."""
+        order = np.lexsort((-self.pop52, -self.pop4))
+        return order[self.recommendable[order]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able state."""
+        return {
+            "items": self.items,
+            "pop4": self.pop4.tolist(),
+            "pop13": self.pop13.tolist(),
+            "pop52": self.pop52.tolist(),
+            "repeat_rate": self.repeat_rate.tolist(),
+            "age_weeks": self.age_weeks.tolist(),
+            "nbr_idx": self.nbr_idx.tolist(),
+            "nbr_val": self.nbr_val.tolist(),
+            "category": self.category,
+            "description": self.description,
+            "recommendable": self.recommendable.tolist(),
+            "cutoff": self.cutoff,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ItemStats:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            items=list(d["items"]),
+            pop4=np.asarray(d["pop4"], np.float32),
+            pop13=np.asarray(d["pop13"], np.float32),
+            pop52=np.asarray(d["pop52"], np.float32),
+            repeat_rate=np.asarray(d["repeat_rate"], np.float32),
+            age_weeks=np.asarray(d["age_weeks"], np.float32),
+            nbr_idx=np.asarray(d["nbr_idx"], np.int64).reshape(len(d["items"]), -1),
+            nbr_val=np.asarray(d["nbr_val"], np.float32).reshape(len(d["items"]), -1),
+            category=list(d["category"]),
+            description=list(d["description"]),
+            recommendable=np.asarray(d["recommendable"], bool),
+            cutoff=str(d.get("cutoff", "")),
+        )
+
+
+def item_stats(
+    lines: pd.DataFrame,
+    products: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    items: Sequence[str],
+    config: RecsConfig,
+) -> ItemStats:
+    """Compute item statistics from purchase lines strictly before ``cutoff``.
+
+    Args:
+        lines: Output of :func:`purchase_lines`.
+        products: Clean products (``stock_code``, ``description``, ``category``,
+            ``discontinue_date``).
+        cutoff: Only earlier lines are read; items discontinued before it are not recommendable.
+        items: The item vocabulary (fixed across training cutoffs).
+        config: Neighbour counts and windows.
+
+    Returns:
+        The statistics.
+    """
+    index = pd.Index(list(items))
+    n = len(index)
+    past = lines[lines["invoice_date"] < cutoff]
+    idx = index.get_indexer(past["stock_code"])
+    past = past.assign(item=idx)[idx >= 0]
+    age = (cutoff - past["invoice_date"]).dt.days.to_numpy()
+
+    def invoices_within(days: int) -> np.ndarray:
+        sub = past[age < days].drop_duplicates(["invoice", "item"])
+        return np.bincount(sub["item"].to_numpy(), minlength=n).astype(np.float32)
+
+    pop4, pop13, pop52 = invoices_within(28), invoices_within(91), invoices_within(364)
+    known = past[past["customer_id"].notna()]
+    per = known.groupby(["item", "customer_id"], observed=True)["invoice"].nunique()
+    buyers = np.bincount(per.index.get_level_values(0), minlength=n).astype(np.float32)
+    repeaters = np.bincount(per[per >= 2].index.get_level_values(0), minlength=n).astype(np.float32)
+    repeat_rate = (repeaters + 0.2) / (buyers + 2.0)  # shrunk towards ~0.1
+    first = past.groupby("item")["invoice_date"].min()
+    age_weeks = np.zeros(n, np.float32)
+    age_weeks[first.index.to_numpy()] = (cutoff - first).dt.days.to_numpy() / 7.0
+    nbr_idx, nbr_val = _neighbours(past[age < 7 * config.cooccurrence_weeks], n, config)
+    prod = (
+        products.assign(stock_code=products["stock_code"].astype(str))
+        .drop_duplicates("stock_code")
+        .set_index("stock_code")
+        .reindex(index)
+    )
+    disc = pd.to_datetime(prod["discontinue_date"]) if "discontinue_date" in prod else None
+    recommendable = np.ones(n, bool)
+    if disc is not None:
+        recommendable &= ~(disc.notna() & (disc < cutoff)).to_numpy()
+    recommendable &= pop52 > 0  # nothing unsold for a year
+    category = (
+        prod["category"].astype("string").fillna("Unknown").astype(str).tolist()
+        if "category" in prod
+        else ["Unknown"] * n
+    )
+    description = (
+        prod["description"].astype("string").fillna("").astype(str).tolist()
+        if "description" in prod
+        else [""] * n
+    )
+    return ItemStats(
+        items=list(index),
+        pop4=pop4,
+        pop13=pop13,
+        pop52=pop52,
+        repeat_rate=repeat_rate.astype(np.float32),
+        age_weeks=age_weeks,
+        nbr_idx=nbr_idx,
+        nbr_val=nbr_val,
+        category=category,
+        description=description,
+        recommendable=recommendable,
+        cutoff=str(cutoff.date()),
+    )
+
+
+def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Top co-purchased items per item: ``P(j in basket | i in basket)`` over invoices."""
+    k = config.neighbours
+    baskets = past.drop_duplicates(["invoice", "item"])
+    sizes = baskets.groupby("invoice")["item"].transform("size")
+    baskets = baskets[(sizes >= 2) & (sizes <= config.max_basket_lines)]
+    nbr_idx = np.full((n, k), -1, np.int64)
+    nbr_val = np.zeros((n, k), np.float32)
+    if baskets.empty:
+        return nbr_idx, nbr_val
+    inv = pd.factorize(baskets["invoice"])[0]
+    x = torch.sparse_coo_tensor(
+        torch.from_numpy(np.stack([inv, baskets["item"].to_numpy()])),
+        torch.ones(len(baskets)),
+        size=(int(inv.max()) + 1, n),
+    ).coalesce()
+    co = torch.sparse.mm(x.t().coalesce(), x).coalesce()
+    ij = co.indices()
+    v = co.values()
+    counts = torch.zeros(n)
+    diag = ij[0] == ij[1]
+    counts[ij[0][diag]] = v[diag]
+    off = ~diag
+    i, j, v = ij[0][off], ij[1][off], v[off]
+    prob = v / (counts[i] + 3.0)  # smoothed P(j | i)
+    dense = torch.zeros(n, n)
+    dense[i, j] = prob
+    top = torch.topk(dense, k=min(k, n), dim=1)
+    nbr_idx[:, : top.indices.shape[1]] = top.indices.numpy()
+    nbr_val[:, : top.values.shape[1]] = top.values.numpy()
+    nbr_idx[nbr_val <= 0] = -1
+    return nbr_idx, nbr_val
+
+
+# ------------------------------------------------------------------------------------------------
+# Candidates and pair features
+# ------------------------------------------------------------------------------------------------
+N_PAIR_FEATURES = 17
+
+
+@dataclass
+class CandidateBatch:
+    """Candidates and features for a set of customers (padded to the same length)."""
+
+    customer_ids: list[str]
+    items: torch.Tensor  # (B, C) item rows, -1 padded
+    mask: torch.Tensor  # (B, C) bool
+    feats: torch.Tensor  # (B, C, F)
+    hist_items: torch.Tensor  # (B, T) item rows, -1 padded
+    hist_w: torch.Tensor  # (B, T)
+    co_source: torch.Tensor  # (B, C) history item row that drives the co-purchase score, or -1
+
+
+def _as_list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    if isinstance(v, float) and np.isnan(v):
+        return []
+    return list(v)
+
+
+def customer_history(
+    rows: pd.DataFrame,
+    stats: ItemStats,
+    config: RecsConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Customer histories from ``recs_v1`` rows as padded item rows, counts and last times.
+
+    Args:
+        rows: FeatureService rows.
+        stats: Item statistics (for the item index).
+        config: Feature roles.
+
+    Returns:
+        ``(items, counts, last_ts)``, each (N, T); items -1 padded.
+    """
+    index = stats.index
+    items_col = [_as_list(v) for v in rows[config.items_feature]] if len(rows) else []
+    t = max((len(v) for v in items_col), default=1) or 1
+    n = len(rows)
+    items = np.full((n, t), -1, np.int64)
+    counts = np.zeros((n, t), np.float32)
+    last = np.zeros((n, t), np.float64)
+    for r, (its, cs, ls) in enumerate(
+        zip(items_col, rows[config.counts_feature], rows[config.last_ts_feature], strict=True)
+    ):
+        cs, ls = _as_list(cs), _as_list(ls)
+        for c, (it, cnt, lt) in enumerate(zip(its, cs, ls, strict=False)):
+            j = index.get(str(it), -1)
+            if j >= 0:
+                items[r, c] = j
+                counts[r, c] = float(cnt)
+                last[r, c] = float(lt)
+    return items, counts, last
+
+
+def _num(rows: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in rows:
+        return np.zeros(len(rows), np.float64)
+    return pd.to_numeric(rows[name], errors="coerce").fillna(0.0).to_numpy(np.float64)
+
+
+def build_candidates(
+    rows: pd.DataFrame, stats: ItemStats, config: RecsConfig, now: np.ndarray
+) -> CandidateBatch:
+    """Candidate items and pair features for each customer row.
+
+    Args:
+        rows: ``recs_v1`` rows (one per customer).
+        stats: Item statistics as of the cutoff.
+        config: Candidate counts and feature roles.
+        now: Epoch seconds of each row's scoring time (the cutoff).
+
+    Returns:
+        The padded batch.
+    """
+    n_items = len(stats.items)
+    hist, counts, last = customer_history(rows, stats, config)
+    n, t = hist.shape
+    valid_h = hist >= 0
+    # Co-purchase scores over the whole catalogue, via each history item's neighbour list.
+    w = np.where(valid_h, np.log1p(counts), 0.0).astype(np.float32)
+    co = np.zeros((n, n_items), np.float32)
+    src_best = np.zeros((n, n_items), np.float32)
+    src_item = np.full((n, n_items), -1, np.int64)
+    rows_idx = np.repeat(np.arange(n), t)
+    h_flat = hist.ravel()
+    w_flat = w.ravel()
+    ok = h_flat >= 0
+    nb = stats.nbr_idx[h_flat[ok]]  # (M, K)
+    nv = stats.nbr_val[h_flat[ok]] * w_flat[ok][:, None]
+    rr = np.repeat(rows_idx[ok], nb.shape[1])
+    jj, vv = nb.ravel(), nv.ravel()
+    good = jj >= 0
+    rr, jj, vv = rr[good], jj[good], vv[good]
+    hh = np.repeat(h_flat[ok], nb.shape[1])[good]
+    np.add.at(co, (rr, jj), vv)
+    order = np.argsort(vv, kind="stable")  # ascending, so the largest contribution wins
+    src_best[rr[order], jj[order]] = vv[order]
+    src_item[rr[order], jj[order]] = hh[order]
+    rec = stats.recommendable
+    co_masked = np.where(rec[None, :], co, 0.0)
+    popular = stats.popular_order()[: config.popular_candidates]
+    k_co = min(config.co_candidates, n_items)
+    co_top = (
+        np.argpartition(-co_masked, k_co - 1, axis=1)[:, :k_co]
+        if n_items
+        else np.zeros((n, 0), np.int64)
+    )
+    cand_lists: list[np.ndarray] = []
+    for r in range(n):
+        own = hist[r][valid_h[r]]
+        cset = np.concatenate([own, co_top[r][co_masked[r, co_top[r]] > 0], popular])
+        _, first = np.unique(cset, return_index=True)
+        cset = cset[np.sort(first)]
+        cand_lists.append(cset[rec[cset]])
+    c = max((len(x) for x in cand_lists), default=1) or 1
+    items = np.full((n, c), -1, np.int64)
+    for r, cl in enumerate(cand_lists):
+        items[r, : len(cl)] = cl
+    mask = items >= 0
+    safe = np.maximum(items, 0)
+
+    # Own-history lookups per candidate.
+    pos = np.full((n, c), -1, np.int64)
+    for r in range(n):
+        lookup = {int(h): k for k, h in enumerate(hist[r]) if h >= 0}
+        pos[r] = [lookup.get(int(i), -1) for i in items[r]]
+    has = pos >= 0
+    safe_pos = np.maximum(pos, 0)
+    own_count = np.where(has, np.take_along_axis(counts, safe_pos, 1), 0.0)
+    own_last = np.where(has, np.take_along_axis(last, safe_pos, 1), 0.0)
+    days_since = np.where(has, np.maximum(now[:, None] - own_last, 0) / _DAY, 0.0)
+    inv_total = np.maximum(_num(rows, "invoices_total"), 1.0)
+    inv_90 = _num(rows, "invoices_90d")
+    last_purchase = _num(rows, "last_purchase_ts")
+    cust_days = np.where(last_purchase > 0, np.maximum(now - last_purchase, 0) / _DAY, 365.0)
+    visit_gap = 91.0 / np.maximum(inv_90, 0.5)
+    interval = (inv_total[:, None] / np.maximum(own_count, 1.0)) * visit_gap[:, None]
+    due = np.where(has, np.log((days_since + 1.0) / (interval + 1.0)), 0.0)
+    share = np.where(has, own_count / inv_total[:, None], 0.0)
+    rank = np.where(has, 1.0 - pos / max(t, 1), 0.0)
+    total13 = max(float(stats.pop13.sum()), 1.0)
+    pop4 = stats.pop4[safe]
+    pop13 = stats.pop13[safe]
+    pop52 = stats.pop52[safe]
+    trend = np.log((pop4 + 1.0) / (pop13 / 3.25 + 1.0))
+    co_score = np.take_along_axis(co, safe, 1)
+    co_max = np.take_along_axis(src_best, safe, 1)
+    fav = (
+        rows[config.favourite_feature].astype("string").fillna("").to_numpy()
+        if config.favourite_feature in rows
+        else np.array([""] * n)
+    )
+    cats = np.asarray(stats.category, dtype=object)
+    cat_match = (cats[safe] == fav[:, None]) & (cats[safe] != "Unknown")
+    disc_aff = _num(rows, "discount_affinity")
+    feats = np.stack(
+        [
+            has.astype(np.float32),
+            np.log1p(own_count),
+            np.log1p(days_since) * has,
+            due,
+            share,
+            rank,
+            np.log((pop4 + 1.0) / total13),
+            np.log((pop52 + 1.0) / total13),
+            trend,
+            np.log(stats.repeat_rate[safe]),
+            np.log1p(stats.age_weeks[safe]) / 3.0,
+            np.log1p(co_score),
+            np.log1p(10 * co_max),
+            cat_match.astype(np.float32),
+            np.broadcast_to(np.log1p(inv_total)[:, None], (n, c)),
+            np.broadcast_to(np.log1p(cust_days)[:, None], (n, c)),
+            np.broadcast_to(disc_aff[:, None], (n, c)),
+        ],
+        axis=2,
+    ).astype(np.float32)
+    feats = np.where(mask[..., None], feats, 0.0).astype(np.float32)
+    co_src = np.take_along_axis(src_item, safe, 1)
+    return CandidateBatch(
+        customer_ids=rows["customer_id"].astype(str).tolist(),
+        items=torch.from_numpy(items),
+        mask=torch.from_numpy(mask),
+        feats=torch.from_numpy(feats),
+        hist_items=torch.from_numpy(hist),
+        hist_w=torch.from_numpy(w),
+        co_source=torch.from_numpy(np.where(mask, co_src, -1)),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Network
+# ------------------------------------------------------------------------------------------------
+class RecsNet(nn.Module):
+    """Pair-feature MLP + customer/item embedding affinity + item bias."""
+
+    def __init__(self, n_items: int, n_feats: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.item_in = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        self.item_out = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        self.bias = nn.Embedding(n_items + 1, 1, padding_idx=n_items)
+        nn.init.normal_(self.item_in.weight, std=0.05)
+        nn.init.normal_(self.item_out.weight, std=0.05)
+        nn.init.zeros_(self.bias.weight)
+        self.mlp = nn.Sequential(
+            nn.Linear(n_feats, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 1),
+        )
+        self.n_items = n_items
+
+    def forward(
+        self, items: torch.Tensor, feats: torch.Tensor, hist: torch.Tensor, hist_w: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores (B, C) for candidate item rows (-1 padded)."""
+        pad = self.n_items
+        it = torch.where(items >= 0, items, torch.full_like(items, pad))
+        hi = torch.where(hist >= 0, hist, torch.full_like(hist, pad))
+        wsum = hist_w.sum(dim=1, keepdim=True).clamp(min=1e-6)
+        cust = (self.item_in(hi) * (hist_w / wsum)[..., None]).sum(dim=1)  # (B, D)
+        dot = torch.einsum("bd,bcd->bc", cust, self.item_out(it))
+        return self.mlp(feats).squeeze(-1) + dot + self.bias(it).squeeze(-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Recommendation:
+    """One recommended item."""
+
+    stock_code: str
+    score: float
+    reason: str
+    description: str = ""
+    category: str = "Unknown"
+
+
+@dataclass
+class RecsModel:
+    """Item statistics + scorer; recommends from ``recs_v1`` rows."""
+
+    config: RecsConfig
+    stats: ItemStats
+    net: RecsNet
+    features: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    history: dict[str, Any] = field(default_factory=dict)
+
+    def _norm(self, feats: torch.Tensor) -> torch.Tensor:
+        m = torch.tensor(self.mean, dtype=torch.float32)
+        s = torch.tensor(self.std, dtype=torch.float32)
+        return (feats - m) / s
+
+    def score_batch(self, batch: CandidateBatch) -> torch.Tensor:
+        """Scores for a candidate batch (padding gets ``-inf``)."""
+        self.net.eval()
+        with torch.no_grad():
+            s = self.net(batch.items, self._norm(batch.feats), batch.hist_items, batch.hist_w)
+        return s.masked_fill(~batch.mask, float("-inf"))
+
+    def personal_allowed(self, rows: pd.DataFrame) -> np.ndarray:
+        """Which rows may get personalised results (consent and any history)."""
+        out = np.ones(len(rows), bool)
+        col = self.config.opt_out_feature
+        if col in rows:
+            out &= ~rows[col].astype("boolean").fillna(False).to_numpy(bool)
+        items = rows.get(self.config.items_feature, None)
+        if items is not None:
+            out &= np.array([len(_as_list(v)) > 0 for v in items])
+        return out
+
+    def recommend(
+        self,
+        rows: pd.DataFrame,
+        k: int = 10,
+        now: pd.Timestamp | None = None,
+        with_reasons: bool = True,
+        batch_size: int = 512,
+    ) -> dict[str, list[Recommendation]]:
+        """Top-``k`` recommendations per customer row, never a discontinued item.
+
+        Customers who opted out of personalization, or have no history (cold start), get the
+        non-personal popularity list.
+
+        Args:
+            rows: ``recs_v1`` rows with ``customer_id``.
+            k: List length.
+            now: Scoring time (default: the model's training cutoff).
+            with_reasons: Attach a short human reason to each item.
+            batch_size: Customers per forward pass.
+
+        Returns:
+            ``{customer_id: [Recommendation, ...]}``.
+        """
+        now_ts = now if now is not None else pd.Timestamp(self.stats.cutoff or "1970-01-01")
+        now_s = float(pd.Timestamp(now_ts).tz_localize(None).value / 1e9)
+        popular = self.stats.popular_order()
+        out: dict[str, list[Recommendation]] = {}
+        allowed = self.personal_allowed(rows)
+        ids = rows["customer_id"].astype(str).tolist()
+        for cid, ok in zip(ids, allowed, strict=True):
+            if not ok:
+                out[cid] = [
+                    self._rec(int(j), 0.0, self._popular_reason(int(j))) for j in popular[:k]
+                ]
+        personal = rows[allowed]
+        for s in range(0, len(personal), batch_size):
+            part = personal.iloc[s : s + batch_size]
+            batch = build_candidates(part, self.stats, self.config, np.full(len(part), now_s))
+            scores = self.score_batch(batch)
+            kk = min(k, scores.shape[1])
+            top = torch.topk(scores, kk, dim=1)
+            for r, cid in enumerate(batch.customer_ids):
+                recs: list[Recommendation] = []
+                seen: set[int] = set()
+                for sc, ci in zip(top.values[r].tolist(), top.indices[r].tolist(), strict=True):
+                    j = int(batch.items[r, ci])
+                    if j < 0 or not np.isfinite(sc):
+                        continue
+                    seen.add(j)
+                    reason = self._reason(batch, r, ci) if with_reasons else ""
+                    recs.append(self._rec(j, float(sc), reason))
+                for j in popular:  # top up (tiny histories, tiny catalogues)
+                    if len(recs) >= k:
+                        break
+                    if int(j) not in seen:
+                        recs.append(self._rec(int(j), float("-inf"), self._popular_reason(int(j))))
+                out[cid] = recs
+        return out
+
+    def _rec(self, j: int, score: float, reason: str) -> Recommendation:
+        return Recommendation(
+            stock_code=self.stats.items[j],
+            score=score,
+            reason=reason,
+            description=self.stats.description[j],
+            category=self.stats.category[j],
+        )
+
+    def _popular_reason(self, j: int) -> str:
+        cat = self.stats.category[j]
+        where = f"in {cat}" if cat and cat != "Unknown" else "in the shop"
+        trend = float(np.log((self.stats.pop4[j] + 1) / (self.stats.pop13[j] / 3.25 + 1)))
+        return f"trending {where} this month" if trend > 0.2 else f"popular {where} this month"
+
+    def _reason(self, batch: CandidateBatch, r: int, ci: int) -> str:
+        f = batch.feats[r, ci]
+        count = float(np.expm1(float(f[1])))
+        j = int(batch.items[r, ci])
+        if float(f[0]) > 0:
+            days = float(np.expm1(float(f[2])))
+            if count >= 2:
+                inv = float(np.expm1(float(f[14])))
+                gap_weeks = max(1, round((days + 1) / 7)) if count < 2 else None
+                every = max(1.0, inv / count)
+                if every <= 1.5:
+                    return "you buy this on most visits"
+                del gap_weeks
+                return f"you buy this about every {every:.0f} visits"
+            return f"you bought this {max(1, round(days / 7))} weeks ago"
+        src = int(batch.co_source[r, ci])
+        if src >= 0 and float(f[12]) > 0.05:
+            name = self.stats.description[src] or self.stats.items[src]
+            return f"often bought with {name.title()}"
+        if float(self.stats.repeat_rate[j]) > 0.3:
+            return "a hidden gem: most people who try it buy it again"
+        return self._popular_reason(j)
+
+    def save(self, path: Path) -> None:
+        """Write ``config.json``, ``state.json`` (item statistics) and ``weights.pt``.
+
+        Args:
+            path: Target folder (created).
+        """
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        (path / "state.json").write_text(
+            json.dumps(
+                {
+                    "stats": self.stats.to_dict(),
+                    "features": self.features,
+                    "mean": self.mean,
+                    "std": self.std,
+                    "history": self.history,
+                }
+            )
+        )
+        torch.save(self.net.state_dict(), path / "weights.pt")
+
+    @classmethod
+    def load(cls, path: Path) -> RecsModel:
+        """Load a model written by :meth:`save`.
+
+        Args:
+            path: The folder.
+
+        Returns:
+            The model.
+        """
+        config = RecsConfig.from_dict(json.loads((path / "config.json").read_text()))
+        state = json.loads((path / "state.json").read_text())
+        stats = ItemStats.from_dict(state["stats"])
+        net = RecsNet(len(stats.items), N_PAIR_FEATURES, config.embedding_dim, config.hidden)
+        net.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
+        net.eval()
+        return cls(
+            config=config,
+            stats=stats,
+            net=net,
+            features=list(state["features"]),
+            mean=list(state["mean"]),
+            std=list(state["std"]),
+            history=dict(state.get("history", {})),
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+def first_baskets(
+    lines: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, customers: set[str] | None = None
+) -> dict[str, set[str]]:
+    """Item set of each customer's first invoice in ``[start, end)``.
+
+    Args:
+        lines: Purchase lines.
+        start: Window start (a cutoff).
+        end: Window end (exclusive).
+        customers: Restrict to these customers.
+
+    Returns:
+        ``{customer_id: {stock_code, ...}}``.
+    """
+    w = lines[
+        (lines["invoice_date"] >= start)
+        & (lines["invoice_date"] < end)
+        & lines["customer_id"].notna()
+    ]
+    if customers is not None:
+        w = w[w["customer_id"].isin(customers)]
+    if w.empty:
+        return {}
+    first = w.sort_values(["invoice_date", "invoice"]).groupby("customer_id")["invoice"].first()
+    w = w[w["invoice"].isin(set(first.to_numpy()))]
+    w = w[w["invoice"].to_numpy() == w["customer_id"].map(first).to_numpy()]
+    return {str(c): set(g.astype(str)) for c, g in w.groupby("customer_id")["stock_code"]}
+
+
+@dataclass
+class TrainingSlice:
+    """One training cutoff: feature rows, item stats and targets."""
+
+    cutoff: pd.Timestamp
+    rows: pd.DataFrame
+    stats: ItemStats
+    targets: dict[str, set[str]]
+
+
+def _targets_tensor(
+    batch: CandidateBatch, targets: dict[str, set[str]], stats: ItemStats
+) -> torch.Tensor:
+    index = stats.index
+    y = torch.zeros(batch.items.shape, dtype=torch.float32)
+    items = batch.items.numpy()
+    for r, cid in enumerate(batch.customer_ids):
+        tset = {index[i] for i in targets.get(cid, set()) if i in index}
+        if tset:
+            y[r] = torch.from_numpy(np.isin(items[r], list(tset)).astype(np.float32))
+    return y
+
+
+def _prepare(
+    slices: Sequence[TrainingSlice],
+    config: RecsConfig,
+) -> list[tuple[CandidateBatch, torch.Tensor]]:
+    out = []
+    for sl in slices:
+        rows = sl.rows[sl.rows["customer_id"].astype(str).isin(set(sl.targets))]
+        if rows.empty:
+            continue
+        now = float(sl.cutoff.value / 1e9)
+        for s in range(0, len(rows), 2048):
+            part = rows.iloc[s : s + 2048]
+            batch = build_candidates(part, sl.stats, config, np.full(len(part), now))
+            y = _targets_tensor(batch, sl.targets, sl.stats)
+            keep = y.sum(dim=1) > 0
+            if keep.any():
+                idx = torch.nonzero(keep).squeeze(1)
+                out.append((_subset(batch, idx), y[idx]))
+    return out
+
+
+def _subset(b: CandidateBatch, idx: torch.Tensor) -> CandidateBatch:
+    ids = [b.customer_ids[int(i)] for i in idx]
+    return CandidateBatch(
+        ids,
+        b.items[idx],
+        b.mask[idx],
+        b.feats[idx],
+        b.hist_items[idx],
+        b.hist_w[idx],
+        b.co_source[idx],
+    )
+
+
+def _listwise_loss(scores: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    scores = scores.masked_fill(~mask, -1e9)
+    logp = torch.log_softmax(scores, dim=1)
+    per = -(logp * y).sum(dim=1) / y.sum(dim=1).clamp(min=1.0)
+    return per.mean()
+
+
+def fit_recs(
+    train: Sequence[TrainingSlice],
+    final_stats: ItemStats,
+    features: Sequence[str],
+    config: RecsConfig | None = None,
+    valid: Sequence[TrainingSlice] = (),
+    epochs: int | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> RecsModel:
+    """Train the scorer on next-basket targets from several pre-cutoff training cutoffs.
+
+    Args:
+        train: Training slices (rows must exclude opted-out customers).
+        final_stats: Item statistics the fitted model will serve with (as of the last cutoff).
+        features: The FeatureService's feature names (recorded with the model).
+        config: Hyper-parameters.
+        valid: Validation slices for early stopping.
+        epochs: Fixed epoch count (no early stopping); defaults to ``config.epochs``.
+        progress: Callback ``(epoch, epochs, loss)``.
+
+    Returns:
+        The fitted model.
+    """
+    cfg = config or RecsConfig()
+    set_determinism(cfg.seed)
+    started = time.perf_counter()
+    data = _prepare(train, cfg)
+    if not data:
+        raise ValueError("no training customers with a next basket among their candidates")
+    vdata = _prepare(valid, cfg) if valid else []
+    all_feats = torch.cat([b.feats[b.mask] for b, _ in data])
+    mean = all_feats.mean(dim=0)
+    std = all_feats.std(dim=0) + 1e-3
+    n_items = len(final_stats.items)
+    net = RecsNet(n_items, N_PAIR_FEATURES, cfg.embedding_dim, cfg.hidden)
+    model = RecsModel(
+        config=cfg,
+        stats=final_stats,
+        net=net,
+        features=list(features),
+        mean=mean.tolist(),
+        std=std.tolist(),
+    )
+    # Flatten to per-customer examples for shuffled mini-batches.
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_epochs = epochs or cfg.epochs
+    best, best_epoch, bad, best_state = float("inf"), 0, 0, None
+    losses: list[float] = []
+    vlosses: list[float] = []
+    for epoch in range(n_epochs):
+        net.train()
+        total, count = 0.0, 0
+        order = torch.randperm(len(data), generator=gen).tolist()
+        for bi in order:
+            batch, y = data[bi]
+            perm = torch.randperm(len(y), generator=gen)
+            for s in range(0, len(y), cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                sub = _subset(batch, idx)
+                scores = net(sub.items, model._norm(sub.feats), sub.hist_items, sub.hist_w)
+                loss = _listwise_loss(scores, y[idx], sub.mask)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+        losses.append(total / max(count, 1))
+        if vdata:
+            net.eval()
+            with torch.no_grad():
+                vl = sum(
+                    float(
+                        _listwise_loss(
+                            net(b.items, model._norm(b.feats), b.hist_items, b.hist_w), y, b.mask
+                        )
+                    )
+                    * len(y)
+                    for b, y in vdata
+                ) / max(sum(len(y) for _, y in vdata), 1)
+            vlosses.append(vl)
+            if vl < best - 1e-4:
+                best, best_epoch, bad = vl, epoch + 1, 0
+                best_state = {k: v.clone() for k, v in net.state_dict().items()}
+            else:
+                bad += 1
+            if bad >= cfg.patience:
+                break
+        if progress:
+            progress(epoch + 1, n_epochs, losses[-1])
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    else:
+        best_epoch = len(losses)
+    net.eval()
+    model.history = {
+        "train_loss": losses,
+        "valid_loss": vlosses,
+        "best_epoch": best_epoch,
+        "train_customers": int(sum(len(y) for _, y in data)),
+        "seconds": time.perf_counter() - started,
+    }
+    return model

@@ -1,0 +1,97 @@
+"""The one demand Predictor that training, evaluation and serving share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shelfops.features.definitions import DEMAND_SERVICE
+from shelfops.models.demand import DemandModel
+
+
+class DemandPredictor:
+    """Loads a demand model and forecasts from ``demand_v1`` rows."""
+
+    service = DEMAND_SERVICE
+
+    def __init__(self, model: DemandModel, tag: str | None = None) -> None:
+        """Wrap a loaded model (use :meth:`from_registry` or :meth:`from_path`)."""
+        self.model = model
+        self.tag = tag
+
+    @classmethod
+    def from_path(cls, path: Path) -> DemandPredictor:
+        """Load from a model folder (as written by ``DemandModel.save``).
+
+        Args:
+            path: The folder.
+
+        Returns:
+            The predictor.
+        """
+        return cls(DemandModel.load(path))
+
+    @classmethod
+    def from_registry(cls, tag: str = "shelfops_demand:latest") -> DemandPredictor:
+        """Load from the BentoML model store (BENTOML_HOME must already be set).
+
+        Args:
+            tag: ``name:version`` or ``name:latest``.
+
+        Returns:
+            The predictor.
+        """
+        from shelfops.registry import model_path
+
+        p = cls.from_path(model_path(tag))
+        p.tag = tag
+        return p
+
+    @property
+    def horizon(self) -> int:
+        """Forecast horizon in weeks."""
+        return self.model.config.horizon
+
+    @property
+    def features(self) -> list[str]:
+        """The FeatureService feature names the model was trained on."""
+        return list(self.model.encoder.features)
+
+    def predict(
+        self, rows: pd.DataFrame | list[dict[str, Any]], origin: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """Forecast the next ``horizon`` weeks for each row.
+
+        Args:
+            rows: ``demand_v1`` rows with ``stock_code`` (offline frame or online dicts).
+            origin: Forecast origin (a Monday) when rows carry no ``event_timestamp``; defaults
+                to the Monday of the current week.
+
+        Returns:
+            ``stock_code, origin, step, week_start, forecast, p10, p50, p90`` per week, in units.
+        """
+        df = pd.DataFrame(rows).copy()
+        if "event_timestamp" not in df:
+            o = origin if origin is not None else pd.Timestamp.now(tz="UTC").normalize()
+            o = pd.Timestamp(o)
+            o = o.tz_localize("UTC") if o.tzinfo is None else o
+            df["event_timestamp"] = o - pd.Timedelta(days=o.weekday())
+        return self.model.predict(df)
+
+    def predict_online(
+        self, stock_codes: list[str], repo: Any, origin: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """Read the latest features from the online store and forecast.
+
+        Args:
+            stock_codes: Products.
+            repo: A ``FeatureRepo`` (``online(service, entity_rows)``).
+            origin: Forecast origin (see :meth:`predict`).
+
+        Returns:
+            As :meth:`predict`.
+        """
+        online = repo.online(self.service, [{"stock_code": c} for c in stock_codes])
+        return self.predict(pd.DataFrame(online), origin=origin)

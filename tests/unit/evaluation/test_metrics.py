@@ -1,0 +1,110 @@
+"""Metric unit tests against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shelfops.evaluation.metrics import (
+    DemandEval,
+    bias,
+    coverage,
+    demand_metrics,
+    hit_at_k,
+    naive_scale,
+    ndcg_at_k,
+    recall_at_k,
+    recs_metrics,
+    relative_improvement,
+    rmsse,
+    wape,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_wape_and_bias_hand_computed() -> None:
+    """WAPE = sum|y-f|/sum y and bias = sum(f-y)/sum y on a 3-point example."""
+    y = np.array([10.0, 0.0, 5.0])
+    f = np.array([8.0, 1.0, 5.0])
+    assert wape(y, f) == pytest.approx(3.0 / 15.0)
+    assert bias(y, f) == pytest.approx(-1.0 / 15.0)
+    assert math.isnan(wape(np.zeros(2), np.ones(2)))
+
+
+def test_coverage_counts_inclusive_bounds() -> None:
+    """P10-P90 coverage counts points on the bounds as covered."""
+    assert coverage(
+        np.array([1, 5, 9, 10]), np.array([1, 6, 0, 0]), np.array([2, 7, 9, 9])
+    ) == pytest.approx(0.5)
+
+
+def test_naive_scale_drops_leading_zeros() -> None:
+    """The RMSSE scale starts at the first sale: [0,0,2,4,4] -> mean(4,0) = 2."""
+    assert naive_scale(np.array([0, 0, 2, 4, 4])) == pytest.approx(2.0)
+    assert math.isnan(naive_scale(np.array([0, 0, 3])))
+
+
+def test_rmsse_hand_computed() -> None:
+    """RMSSE = sqrt(mean sq error / scale): errors (1,3) with scale 5 -> sqrt(5/5) = 1."""
+    assert rmsse(np.array([2.0, 3.0]), np.array([1.0, 6.0]), 5.0) == pytest.approx(1.0)
+    assert math.isnan(rmsse(np.array([1.0]), np.array([1.0]), 0.0))
+
+
+def test_demand_metrics_weights_by_revenue() -> None:
+    """WRMSSE weights per-product RMSSE by last-13-week revenue; unscaled products are skipped."""
+    frame = pd.DataFrame(
+        {
+            "stock_code": ["a", "a", "b", "b", "c"],
+            "actual": [2.0, 2.0, 1.0, 1.0, 3.0],
+            "forecast": [1.0, 3.0, 1.0, 3.0, 3.0],
+            "p10": [0.0, 0.0, 0.0, 0.0, 0.0],
+            "p90": [5.0, 5.0, 2.0, 2.0, 1.0],
+        }
+    )
+    ev = DemandEval(
+        scales=pd.Series({"a": 1.0, "b": 4.0, "c": float("nan")}),
+        weights=pd.Series({"a": 30.0, "b": 10.0, "c": 100.0}),
+    )
+    m = demand_metrics(frame, ev)
+    # a: mse 1 / scale 1 -> 1.0; b: mse 2 / 4 -> sqrt(0.5)
+    assert m["wrmsse"] == pytest.approx((30 * 1.0 + 10 * math.sqrt(0.5)) / 40)
+    assert m["rmsse"] == pytest.approx((1.0 + math.sqrt(0.5)) / 2)
+    assert m["wape"] == pytest.approx(4.0 / 9.0)
+    assert m["coverage_p10_p90"] == pytest.approx(4 / 5)
+    assert m["products"] == 3 and m["products_scaled"] == 2
+
+
+def test_ranking_metrics_hand_computed() -> None:
+    """Recall, NDCG and HR at k on a list with hits at ranks 1 and 3."""
+    ranked = ["x", "a", "y", "b"]
+    target = {"x", "y", "z"}
+    assert recall_at_k(ranked, target, 3) == pytest.approx(2 / 3)
+    dcg = 1 / math.log2(2) + 1 / math.log2(4)
+    idcg = 1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(ranked, target, 3) == pytest.approx(dcg / idcg)
+    assert hit_at_k(ranked, target, 3) == 1.0
+    assert hit_at_k(["a"], target, 1) == 0.0
+
+
+def test_recs_metrics_split_repeat_and_new() -> None:
+    """Repeat/new recall is computed on the target items bought before / not before the cutoff."""
+    ranked = {"c1": ["a", "b"], "c2": ["d", "e"]}
+    targets = {"c1": {"a", "z"}, "c2": {"e"}}
+    history = {"c1": {"a"}, "c2": set()}
+    m = recs_metrics(ranked, targets, history, catalogue_size=8, k=2)
+    assert m["recall@2"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["recall@2_repeat"] == pytest.approx(1.0)
+    assert m["recall@2_new"] == pytest.approx((0.0 + 1.0) / 2)
+    assert m["catalogue_coverage"] == pytest.approx(4 / 8)
+    assert m["customers"] == 2
+
+
+def test_relative_improvement_direction() -> None:
+    """Improvement is positive when the model is better, for errors and for scores."""
+    assert relative_improvement(0.9, 1.0, lower_is_better=True) == pytest.approx(0.1)
+    assert relative_improvement(0.33, 0.30, lower_is_better=False) == pytest.approx(0.1)
+    assert math.isnan(relative_improvement(1.0, 0.0, lower_is_better=True))
