@@ -60,3 +60,7 @@ def quickstart(ctx: typer.Context) -> None:
     console.print(f"  feature store:       {settings.feast_dir}")
     console.print(f"  training report:     {settings.reports_dir / 'training' / 'index.html'}")
     console.print(f"  model store:         {settings.bentoml_home}")
+
+
+if __name__ == "__main__":
+    app()

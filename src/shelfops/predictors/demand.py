@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from shelfops.features.definitions import DEMAND_SERVICE
 from shelfops.models.demand import DemandModel
+from shelfops.predictors.base import RegistryPredictor
 
 
-class DemandPredictor:
+class DemandPredictor(RegistryPredictor[DemandModel]):
     """Loads a demand model and forecasts from ``demand_v1`` rows."""
 
     service = DEMAND_SERVICE
-
-    def __init__(self, model: DemandModel, tag: str | None = None) -> None:
-        """Wrap a loaded model (use :meth:`from_registry` or :meth:`from_path`)."""
-        self.model = model
-        self.tag = tag
-
-    @classmethod
-    def from_path(cls, path: Path) -> DemandPredictor:
-        """Load from a model folder (as written by ``DemandModel.save``).
-
-        Args:
-            path: The folder.
-
-        Returns:
-            The predictor.
-        """
-        return cls(DemandModel.load(path))
-
-    @classmethod
-    def from_registry(cls, tag: str = "shelfops_demand:latest") -> DemandPredictor:
-        """Load from the BentoML model store (BENTOML_HOME must already be set).
-
-        Args:
-            tag: ``name:version`` or ``name:latest``.
-
-        Returns:
-            The predictor.
-        """
-        from shelfops.registry import model_path
-
-        p = cls.from_path(model_path(tag))
-        p.tag = tag
-        return p
+    default_tag = "shelfops_demand:latest"
+    model_type = DemandModel
 
     @property
     def horizon(self) -> int:

@@ -3,52 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from shelfops.features.definitions import RECS_SERVICE
 from shelfops.models.recs import RecsModel
+from shelfops.predictors.base import RegistryPredictor
 
 
-class RecsPredictor:
+class RecsPredictor(RegistryPredictor[RecsModel]):
     """Loads a recommender and returns top-k items with a short human reason each."""
 
     service = RECS_SERVICE
-
-    def __init__(self, model: RecsModel, tag: str | None = None) -> None:
-        """Wrap a loaded model (use :meth:`from_registry` or :meth:`from_path`)."""
-        self.model = model
-        self.tag = tag
-
-    @classmethod
-    def from_path(cls, path: Path) -> RecsPredictor:
-        """Load from a model folder (as written by ``RecsModel.save``).
-
-        Args:
-            path: The folder.
-
-        Returns:
-            The predictor.
-        """
-        return cls(RecsModel.load(path))
-
-    @classmethod
-    def from_registry(cls, tag: str = "shelfops_recs:latest") -> RecsPredictor:
-        """Load from the BentoML model store (BENTOML_HOME must already be set).
-
-        Args:
-            tag: ``name:version`` or ``name:latest``.
-
-        Returns:
-            The predictor.
-        """
-        from shelfops.registry import model_path
-
-        p = cls.from_path(model_path(tag))
-        p.tag = tag
-        return p
+    default_tag = "shelfops_recs:latest"
+    model_type = RecsModel
 
     @property
     def features(self) -> list[str]:

@@ -1,0 +1,61 @@
+"""`shelfops train` registers gated models in the BentoML store and Predictors load them back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.conftest import make_home
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+LOAD = """
+import json, sys
+from shelfops.predictors.demand import DemandPredictor
+from shelfops.predictors.recs import RecsPredictor
+from shelfops.registry import model_metadata
+d, r = DemandPredictor.from_registry(), RecsPredictor.from_registry()
+print(json.dumps({"demand": model_metadata(d.tag), "recs": model_metadata(r.tag),
+                  "demand_features": d.features, "recs_features": r.features}, default=str))
+"""
+
+
+def _shelfops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHELFOPS_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "shelfops.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_train_gates_registers_and_predictors_load(tmp_path: Path, small_exports) -> None:
+    """An impossible margin rejects and registers nothing; a met margin registers both models."""
+    settings, _ = make_home(tmp_path, small_exports)
+    for step in (("features", "apply"), ("features", "materialize")):
+        assert _shelfops(settings.root, *step).returncode == 0
+    rejected = _shelfops(settings.root, "train", "--task", "recs", "--recs-margin", "10")
+    assert rejected.returncode == 1, rejected.stdout + rejected.stderr
+    assert "rejected" in rejected.stdout and "not registered" in rejected.stdout
+    assert not (settings.bentoml_home / "models" / "shelfops_recs").exists()
+
+    accepted = _shelfops(settings.root, "train", "--demand-margin", "-1", "--recs-margin", "-1")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    env = {**os.environ, "BENTOML_HOME": str(settings.bentoml_home)}
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    info = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert info["demand"]["feature_service"] == "demand_v1"
+    assert info["recs"]["feature_service"] == "recs_v1"
+    for name in ("demand", "recs"):
+        assert info[name]["metrics"] and info[name]["baseline_metrics"]
+        assert "seed" in info[name] and "git_commit" in info[name]
+    assert "units_history_52w" in info["demand_features"]
