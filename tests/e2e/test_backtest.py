@@ -42,7 +42,7 @@ def test_backtest_json_shape_and_model_beats_baselines(tmp_path: Path) -> None:
     val = d["validation"]
     assert all(val["model"]["wrmsse"] < v["wrmsse"] for k, v in val.items() if k != "model"), val
     # After the cutoff on this small sample (~250 products) MA13 is within noise of the model
-    # (see docs/benchmarks-models.md); it must clearly beat the naive forecasts and stay close.
+    # (see docs/benchmarks.md); it must clearly beat the naive forecasts and stay close.
     imp = d["relative_improvement_wrmsse"]
     assert imp["naive"] > 0.05 and imp["seasonal_naive"] > 0.05, imp
     assert min(imp.values()) > -0.05, imp

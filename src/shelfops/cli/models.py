@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from shelfops.cli.common import settings_from
+from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS
 
 console = Console()
 
@@ -75,7 +76,7 @@ def print_backtest(result: dict[str, Any]) -> None:
             f"Demand: {d['products_evaluated']} products, {d['weeks_evaluated']} weeks after "
             f"{result['cutoff']}",
             d,
-            ["wrmsse", "rmsse", "wape", "bias", "coverage_p10_p90"],
+            list(DEMAND_METRICS),
             "WRMSSE",
             d["relative_improvement_wrmsse"],
         )
@@ -85,14 +86,7 @@ def print_backtest(result: dict[str, Any]) -> None:
             f"Recommendations: {r['customers_evaluated']} customers, "
             f"catalogue {r['catalogue_size']}",
             r,
-            [
-                "recall@10",
-                "ndcg@10",
-                "hr@10",
-                "catalogue_coverage",
-                "recall@10_repeat",
-                "recall@10_new",
-            ],
+            list(RECS_METRICS),
             "Recall@10",
             r["relative_improvement_recall@10"],
         )

@@ -658,83 +658,85 @@ def run_training(
     report_parts: dict[str, Any] = {"cutoff": str(cut.date()), "data_end": window["end"]}
     recs_model: RecsModel | None = None
     recs_examples: dict[str, list[Any]] = {}
+
+    def gate_and_register(
+        task: str,
+        model: Any,
+        info: dict[str, Any],
+        started_at: float,
+        metric: str,
+        lower_is_better: bool,
+        margin: float,
+        extra: dict[str, Any],
+    ) -> None:
+        """Gate a trained model on its validation window; register it only if it passes."""
+        validation = info["validation"]
+        baselines = {k: v for k, v in validation.items() if k != "model"}
+        gate = success_gate(validation, metric, lower_is_better, margin)
+        entry: dict[str, Any] = {
+            "gate": gate.to_dict(),
+            "message": gate.message(),
+            "validation": validation,
+            "tag": None,
+            "seconds": time.perf_counter() - started_at,
+        }
+        if gate.passed and register:
+            service = DEMAND_SERVICE if task == "demand" else RECS_SERVICE
+            entry["tag"] = save_model(
+                DEMAND_MODEL if task == "demand" else RECS_MODEL,
+                model,
+                {
+                    "task": "demand" if task == "demand" else "recommendations",
+                    "metrics": validation["model"],
+                    "baseline_metrics": baselines,
+                    "gate": gate.to_dict(),
+                    "data_window": window,
+                    "feature_service": service,
+                    "git_commit": git_commit(),
+                    "seed": settings.seed,
+                    "training_seconds": entry["seconds"],
+                    **extra,
+                },
+                labels={"task": task},
+            )
+        out[task] = entry
+        report_parts["demand" if task == "demand" else "recommendations"] = {
+            "model": validation["model"],
+            "baselines": baselines,
+        }
+
     if "demand" in tasks:
         t0 = time.perf_counter()
         dmodel, info = train_demand(
             ctx, cut, DemandConfig(horizon=horizon_weeks, seed=settings.seed), say
         )
-        gate = success_gate(info["validation"], "wrmsse", True, demand_margin)
-        entry: dict[str, Any] = {
-            "gate": gate.to_dict(),
-            "message": gate.message(),
-            "validation": info["validation"],
-            "tag": None,
-            "seconds": time.perf_counter() - t0,
-        }
-        if gate.passed and register:
-            entry["tag"] = save_model(
-                DEMAND_MODEL,
-                dmodel,
-                {
-                    "task": "demand",
-                    "metrics": info["validation"]["model"],
-                    "baseline_metrics": {
-                        k: v for k, v in info["validation"].items() if k != "model"
-                    },
-                    "gate": gate.to_dict(),
-                    "data_window": window,
-                    "validation_origin": info["validation_origin"],
-                    "feature_service": DEMAND_SERVICE,
-                    "git_commit": git_commit(),
-                    "seed": settings.seed,
-                    "training_seconds": entry["seconds"],
-                    "horizon_weeks": horizon_weeks,
-                },
-                labels={"task": "demand"},
-            )
-        out["demand"] = entry
-        report_parts["demand"] = {
-            "model": info["validation"]["model"],
-            "baselines": {k: v for k, v in info["validation"].items() if k != "model"},
-        }
+        gate_and_register(
+            "demand",
+            dmodel,
+            info,
+            t0,
+            "wrmsse",
+            True,
+            demand_margin,
+            {"validation_origin": info["validation_origin"], "horizon_weeks": horizon_weeks},
+        )
     if "recs" in tasks:
         t0 = time.perf_counter()
         rmodel, rinfo = train_recs(ctx, cut, RecsConfig(seed=settings.seed), say)
-        gate = success_gate(rinfo["validation"], "recall@10", False, recs_margin)
-        entry = {
-            "gate": gate.to_dict(),
-            "message": gate.message(),
-            "validation": rinfo["validation"],
-            "tag": None,
-            "seconds": time.perf_counter() - t0,
-        }
-        if gate.passed and register:
-            entry["tag"] = save_model(
-                RECS_MODEL,
-                rmodel,
-                {
-                    "task": "recommendations",
-                    "metrics": rinfo["validation"]["model"],
-                    "baseline_metrics": {
-                        k: v for k, v in rinfo["validation"].items() if k != "model"
-                    },
-                    "gate": gate.to_dict(),
-                    "data_window": window,
-                    "validation_cutoff": rinfo["validation_cutoff"],
-                    "feature_service": RECS_SERVICE,
-                    "git_commit": git_commit(),
-                    "seed": settings.seed,
-                    "training_seconds": entry["seconds"],
-                    "excluded_opted_out": rinfo["excluded_opted_out"],
-                },
-                labels={"task": "recs"},
-            )
-        out["recs"] = entry
+        gate_and_register(
+            "recs",
+            rmodel,
+            rinfo,
+            t0,
+            "recall@10",
+            False,
+            recs_margin,
+            {
+                "validation_cutoff": rinfo["validation_cutoff"],
+                "excluded_opted_out": rinfo["excluded_opted_out"],
+            },
+        )
         recs_model = rmodel
-        report_parts["recommendations"] = {
-            "model": rinfo["validation"]["model"],
-            "baselines": {k: v for k, v in rinfo["validation"].items() if k != "model"},
-        }
         some = _recs_rows(
             ctx, sorted(_buyers_before(purchase_lines(ctx.transactions), cut))[:5], cut
         )

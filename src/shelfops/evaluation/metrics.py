@@ -12,6 +12,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+#: The demand metrics every report and table shows, in order.
+DEMAND_METRICS = ("wrmsse", "rmsse", "wape", "bias", "coverage_p10_p90")
+#: The recommendation metrics every report and table shows, in order.
+RECS_METRICS = (
+    "recall@10",
+    "ndcg@10",
+    "hr@10",
+    "catalogue_coverage",
+    "recall@10_repeat",
+    "recall@10_new",
+)
+
 
 # ------------------------------------------------------------------------------------------------
 # Demand

@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from shelfops.models.training import EarlyStopping
+
 QUANTILES: tuple[float, float, float] = (0.1, 0.5, 0.9)
 _EPS = 1e-3
 _CLIP = 25.0  # scaled targets above this many times the series level are clipped for the loss
@@ -517,7 +519,7 @@ def fit_demand(
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_epochs = epochs or cfg.epochs
     gen = torch.Generator().manual_seed(cfg.seed)
-    best, best_epoch, best_state, bad = float("inf"), 0, None, 0
+    stopper = EarlyStopping(cfg.patience, min_delta=1e-5)
     losses: list[float] = []
     val_losses: list[float] = []
     for epoch in range(n_epochs):
@@ -540,19 +542,11 @@ def fit_demand(
             with torch.no_grad():
                 vl = float(_loss(net(vx), vy, vm, vw))
             val_losses.append(vl)
-            if vl < best - 1e-5:
-                best, best_epoch, bad = vl, epoch + 1, 0
-                best_state = {k: v.clone() for k, v in net.state_dict().items()}
-            else:
-                bad += 1
-            if bad >= cfg.patience:
+            if stopper.step(vl, epoch + 1, net):
                 break
         if progress:
             progress(epoch + 1, n_epochs, losses[-1])
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    else:
-        best_epoch = len(losses)
+    best_epoch = stopper.restore(net, len(losses))
     net.eval()
     history = {
         "train_loss": losses,

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from shelfops.models.demand import set_determinism
+from shelfops.models.training import EarlyStopping
 
 _DAY = 86400.0
 
@@ -846,7 +847,7 @@ def fit_recs(
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     n_epochs = epochs or cfg.epochs
-    best, best_epoch, bad, best_state = float("inf"), 0, 0, None
+    stopper = EarlyStopping(cfg.patience, min_delta=1e-4)
     losses: list[float] = []
     vlosses: list[float] = []
     for epoch in range(n_epochs):
@@ -880,19 +881,11 @@ def fit_recs(
                     for b, y in vdata
                 ) / max(sum(len(y) for _, y in vdata), 1)
             vlosses.append(vl)
-            if vl < best - 1e-4:
-                best, best_epoch, bad = vl, epoch + 1, 0
-                best_state = {k: v.clone() for k, v in net.state_dict().items()}
-            else:
-                bad += 1
-            if bad >= cfg.patience:
+            if stopper.step(vl, epoch + 1, net):
                 break
         if progress:
             progress(epoch + 1, n_epochs, losses[-1])
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    else:
-        best_epoch = len(losses)
+    best_epoch = stopper.restore(net, len(losses))
     net.eval()
     model.history = {
         "train_loss": losses,

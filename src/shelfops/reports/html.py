@@ -8,10 +8,13 @@ purchase affinities that merchandising teams can read.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS
 
 
 def _plt() -> Any:
@@ -31,7 +34,7 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _metrics_table(task: dict[str, Any], keys: list[str]) -> str:
+def _metrics_table(task: dict[str, Any], keys: Sequence[str]) -> str:
     rows = [("model", task["model"]), *list(task["baselines"].items())]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join(
@@ -213,7 +216,7 @@ def write_report(
             "<h2>Demand forecast</h2>",
             f"<p>{_fmt(d.get('products_evaluated'))} products, "
             f"{_fmt(d.get('weeks_evaluated'))} weeks.</p>",
-            _metrics_table(d, ["wrmsse", "rmsse", "wape", "bias", "coverage_p10_p90"]),
+            _metrics_table(d, DEMAND_METRICS),
             '<img src="demand_wrmsse.png">',
         ]
         if forecasts is not None:
@@ -227,17 +230,7 @@ def write_report(
             "<h2>Recommendations</h2>",
             f"<p>{_fmt(r.get('customers_evaluated'))} customers, catalogue of "
             f"{_fmt(r.get('catalogue_size'))} items.</p>",
-            _metrics_table(
-                r,
-                [
-                    "recall@10",
-                    "ndcg@10",
-                    "hr@10",
-                    "catalogue_coverage",
-                    "recall@10_repeat",
-                    "recall@10_new",
-                ],
-            ),
+            _metrics_table(r, RECS_METRICS),
             '<img src="recs_recall.png">',
         ]
     if recs:
