@@ -9,42 +9,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shelfops.cli.common import settings_from
-from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS
-
-console = Console()
-
-
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+from shelfops.cli.common import console, progress, settings_from
+from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS, format_metric
 
 
 def _run_with_progress(label: str, fn: Callable[[Callable[[str], None]], Any]) -> Any:
-    with _progress() as bar:
+    with progress(label) as bar:
         task = bar.add_task(label, total=None)
 
         def say(msg: str) -> None:
             bar.update(task, description=f"{label}: {msg}")
 
         return fn(say)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
 
 
 def _task_table(
@@ -55,11 +33,13 @@ def _task_table(
     for k in keys:
         table.add_column(k, justify="right")
     table.add_column(f"model vs it ({gated})", justify="right")
-    table.add_row("model", *[_fmt(task["model"].get(k)) for k in keys], "")
+    table.add_row("model", *[format_metric(task["model"].get(k)) for k in keys], "")
     for name, m in task["baselines"].items():
         imp = improvement.get(name)
         table.add_row(
-            name, *[_fmt(m.get(k)) for k in keys], f"{imp:+.1%}" if isinstance(imp, float) else "–"
+            name,
+            *[format_metric(m.get(k)) for k in keys],
+            f"{imp:+.1%}" if isinstance(imp, float) else "–",
         )
     return table
 

@@ -25,6 +25,15 @@ RECS_METRICS = (
 )
 
 
+def format_metric(value: object) -> str:
+    """How reports and tables print a metric: 4 decimals for floats, a dash when missing."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
 # ------------------------------------------------------------------------------------------------
 # Demand
 # ------------------------------------------------------------------------------------------------

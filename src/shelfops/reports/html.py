@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS
+from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS, format_metric
 
 
 def _plt() -> Any:
@@ -27,11 +27,7 @@ def _plt() -> Any:
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return html.escape(str(v))
+    return html.escape(format_metric(v))
 
 
 def _metrics_table(task: dict[str, Any], keys: Sequence[str]) -> str:
