@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from shelfops.data.contracts import CUSTOMERS, TRANSACTIONS
+from shelfops.data.parquet import write_parquet_us
 
 #: Every spelling of the customer id column that a stored file may use.
 _ID_COLUMNS = frozenset(
@@ -77,8 +78,6 @@ def _forget_in_file(path: Path, customer_id: str) -> int:
         kept = frame.loc[~hit]
         tmp = path.with_name(f".{path.name}.tmp")
         if path.suffix == ".parquet":
-            from shelfops.features.build import write_parquet_us
-
             write_parquet_us(kept, tmp)
         else:
             kept.to_csv(tmp, index=False)

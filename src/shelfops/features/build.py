@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from shelfops.data.parquet import write_parquet_us
 
 HISTORY_WEEKS = 52
 TOP_ITEMS = 30
@@ -319,18 +319,6 @@ def customer_consent_features(customers: pd.DataFrame) -> pd.DataFrame:
             .to_numpy(),
         }
     )
-
-
-def write_parquet_us(frame: pd.DataFrame, path: Path) -> None:
-    """Write parquet with microsecond timestamps (DuckDB, the offline store, cannot cast ns)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    fields = [
-        pa.field(f.name, pa.timestamp("us", tz=f.type.tz), f.nullable)
-        if pa.types.is_timestamp(f.type)
-        else f
-        for f in table.schema
-    ]
-    pq.write_table(table.cast(pa.schema(fields)), path)
 
 
 @dataclass(frozen=True)
