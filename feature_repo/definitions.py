@@ -15,6 +15,8 @@ from shelfops.features.definitions import build_definitions
     product_weekly_sales,
     customer_consent,
     customer_behaviour,
+    product_catalog,
     demand_v1,
     recs_v1,
+    merch_v1,
 ) = build_definitions(Path(os.environ.get("SHELFOPS_HOME", "local_outputs")) / "features")

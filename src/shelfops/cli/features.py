@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 
 from shelfops.cli.common import console, fail, progress, settings_from
-from shelfops.data.ingest import load_clean
-from shelfops.features.build import build_feature_tables
-from shelfops.features.store import FeatureRepo
 
 app = typer.Typer(help="Feature tables and the Feast feature store.", no_args_is_help=True)
 
@@ -18,6 +15,10 @@ app = typer.Typer(help="Feature tables and the Feast feature store.", no_args_is
 @app.command("apply")
 def apply_cmd(ctx: typer.Context) -> None:
     """Compute the feature tables from the clean data and register them with Feast."""
+    from shelfops.data.ingest import load_clean
+    from shelfops.features.build import build_feature_tables
+    from shelfops.features.store import FeatureRepo
+
     settings = settings_from(ctx)
     try:
         clean = load_clean(settings.root)
@@ -40,6 +41,8 @@ def materialize_cmd(
     ] = None,
 ) -> None:
     """Load the latest feature values into the online store (SQLite locally, Redis in cluster)."""
+    from shelfops.features.store import FeatureRepo
+
     settings = settings_from(ctx)
     repo = FeatureRepo(settings)
     when = dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC) if end else None

@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 
 from shelfops.cli.common import console, settings_from
-from shelfops.data.privacy import forget_customer
-from shelfops.features.store import FeatureRepo
 
 app = typer.Typer(help="Privacy requests (CCPA).", no_args_is_help=True)
 
@@ -23,6 +21,9 @@ def forget_cmd(
     ] = None,
 ) -> None:
     """Remove a customer from raw, clean, quarantine, feature and online data; audit it."""
+    from shelfops.data.privacy import forget_customer
+    from shelfops.features.store import FeatureRepo
+
     settings = settings_from(ctx)
     online = None
     if (settings.feast_dir / "registry.db").exists():

@@ -11,6 +11,9 @@ Two tables, each row stamped with the moment its values became known:
 * ``customer_consent.parquet``: one row per customer with the *current* consent flags, stamped at
   the epoch so every point-in-time lookup sees today's decision (consent governs all use of the
   data, including training on the past).
+* ``product_catalog.parquet``: one row per product with the *current* merchandising state
+  (inventory, markdowns, discontinued, weeks of cover), stamped at the epoch like consent. It is a
+  snapshot for the serving rules only: no model trains on it, so it cannot leak the future.
 
 Weeks run Monday to Sunday, as the evaluation protocol in DESIGN.md requires.
 """
@@ -321,6 +324,64 @@ def customer_consent_features(customers: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
+    """Current merchandising state per product, stamped at the epoch (serving rules only).
+
+    Args:
+        products: The clean products table (list price, markdowns, inventory, discontinue date).
+        panel: The weekly sales panel from :func:`weekly_sales`.
+
+    Returns:
+        ``stock_code, event_timestamp, category, inventory_on_hand, markdown_count, discontinued,
+        marked_down, weeks_of_cover``. ``marked_down`` means last selling week's average price
+        was below ``MARKDOWN_THRESHOLD`` of list price; ``weeks_of_cover`` is inventory over the
+        mean weekly units of the last 13 weeks.
+    """
+    data_end = panel["week_start"].max() + pd.Timedelta(days=7) if len(panel) else None
+    recent = (
+        panel[panel["week_start"] >= data_end - pd.Timedelta(weeks=13)]
+        .groupby("stock_code", observed=True)["units"]
+        .sum()
+        / 13.0
+        if data_end is not None
+        else pd.Series(dtype="float64")
+    )
+    last_price = (
+        panel.dropna(subset=["avg_price"]).groupby("stock_code", observed=True)["avg_price"].last()
+    )
+    codes = products["stock_code"].astype(str)
+    inventory = pd.to_numeric(products["inventory_on_hand"], errors="coerce").fillna(0)
+    list_price = pd.to_numeric(products["price"], errors="coerce").to_numpy(float)
+    paid = last_price.reindex(codes).to_numpy(float)
+    weekly = recent.reindex(codes).fillna(0.0).to_numpy(float)
+    discontinue = pd.to_datetime(products["discontinue_date"], errors="coerce")
+    if data_end is not None:
+        end_naive = pd.Timestamp(data_end).tz_localize(None)
+        discontinued = discontinue.notna() & (discontinue.dt.tz_localize(None) < end_naive)
+    else:
+        discontinued = discontinue.notna()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        marked = np.nan_to_num(paid / list_price, nan=1.0) < MARKDOWN_THRESHOLD
+        cover = np.where(weekly > 0, inventory.to_numpy(float) / np.maximum(weekly, 1e-9), 999.0)
+    return pd.DataFrame(
+        {
+            "stock_code": codes.to_numpy(),
+            "event_timestamp": pd.DatetimeIndex([EPOCH] * len(products)).astype(
+                "datetime64[us, UTC]"
+            ),
+            "category": products["category"].fillna("Unknown").astype(str).to_numpy(),
+            "inventory_on_hand": inventory.astype("int64").to_numpy(),
+            "markdown_count": pd.to_numeric(products["markdown_count"], errors="coerce")
+            .fillna(0)
+            .astype("int64")
+            .to_numpy(),
+            "discontinued": discontinued.to_numpy(bool),
+            "marked_down": marked,
+            "weeks_of_cover": np.minimum(cover, 999.0).astype("float32"),
+        }
+    )
+
+
 @dataclass(frozen=True)
 class FeatureTables:
     """Paths of the written feature tables (the Feast file sources)."""
@@ -328,6 +389,7 @@ class FeatureTables:
     product_weekly: Path
     customer_behaviour: Path
     customer_consent: Path
+    product_catalog: Path
 
 
 def build_feature_tables(clean: dict[str, pd.DataFrame], features_dir: Path) -> FeatureTables:
@@ -347,6 +409,7 @@ def build_feature_tables(clean: dict[str, pd.DataFrame], features_dir: Path) -> 
         features_dir / "product_weekly.parquet",
         features_dir / "customer_behaviour.parquet",
         features_dir / "customer_consent.parquet",
+        features_dir / "product_catalog.parquet",
     )
     tables = {
         paths.product_weekly: product_weekly_features(panel),
@@ -354,6 +417,7 @@ def build_feature_tables(clean: dict[str, pd.DataFrame], features_dir: Path) -> 
             tx, clean["customers"], clean["products"], panel
         ),
         paths.customer_consent: customer_consent_features(clean["customers"]),
+        paths.product_catalog: product_catalog_features(clean["products"], panel),
     }
     for path, frame in tables.items():
         tmp = path.with_suffix(".tmp.parquet")

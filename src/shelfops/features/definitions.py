@@ -18,6 +18,8 @@ from feast.types import Array, Bool, Float32, Int64, String
 
 DEMAND_SERVICE = "demand_v1"
 RECS_SERVICE = "recs_v1"
+MERCH_SERVICE = "merch_v1"
+CATALOG_VIEW = "product_catalog"
 CONSENT_VIEW = "customer_consent"
 BEHAVIOUR_VIEW = "customer_behaviour"
 PRODUCT_VIEW = "product_weekly_sales"
@@ -110,6 +112,25 @@ def build_definitions(features_dir: Path) -> list[object]:
         ),
         description="Purchase behaviour of customers who allow personalization.",
     )
+    catalog = FeatureView(
+        name=CATALOG_VIEW,
+        entities=[product],
+        ttl=timedelta(0),
+        schema=[
+            Field(name="category", dtype=String),
+            Field(name="inventory_on_hand", dtype=Int64),
+            Field(name="markdown_count", dtype=Int64),
+            Field(name="discontinued", dtype=Bool),
+            Field(name="marked_down", dtype=Bool),
+            Field(name="weeks_of_cover", dtype=Float32),
+        ],
+        source=FileSource(
+            name="product_catalog_source",
+            path=str(root / "product_catalog.parquet"),
+            timestamp_field="event_timestamp",
+        ),
+        description="Current merchandising state of each product; read by the serving rules only.",
+    )
     demand_v1 = FeatureService(
         name=DEMAND_SERVICE, features=[product_weekly], description="Inputs of demand model v1."
     )
@@ -118,4 +139,19 @@ def build_definitions(features_dir: Path) -> list[object]:
         features=[consent, behaviour],
         description="Inputs of recommendation model v1.",
     )
-    return [product, customer, product_weekly, consent, behaviour, demand_v1, recs_v1]
+    merch_v1 = FeatureService(
+        name=MERCH_SERVICE,
+        features=[catalog],
+        description="Product state the recommendation service's merchandising rules read.",
+    )
+    return [
+        product,
+        customer,
+        product_weekly,
+        consent,
+        behaviour,
+        catalog,
+        demand_v1,
+        recs_v1,
+        merch_v1,
+    ]

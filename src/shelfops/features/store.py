@@ -114,6 +114,24 @@ class FeatureRepo:
         )
         return response.to_dict()
 
+    def feature_refs(self, service: str) -> dict[str, list[str]]:
+        """A service's features as ``view:feature`` references, grouped by feature view.
+
+        Reading by reference skips the registry lookup that reading by service does on every
+        call (about 3 ms against 0.2 ms on SQLite), so servers resolve the references once.
+        """
+        fs = self.service(service)
+        return {
+            proj.name_to_use(): [f"{proj.name_to_use()}:{f.name}" for f in proj.features]
+            for proj in fs.feature_view_projections
+        }
+
+    def online_refs(
+        self, refs: list[str], entity_rows: list[dict[str, Any]]
+    ) -> dict[str, list[Any]]:
+        """Like :meth:`online`, for references from :meth:`feature_refs`."""
+        return self.store.get_online_features(features=refs, entity_rows=entity_rows).to_dict()
+
     def forget_customer(self, customer_id: str) -> int:
         """Delete a customer's rows from the online store (Feast has no delete API).
 

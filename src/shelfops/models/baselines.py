@@ -7,6 +7,7 @@ forecast origin; recommendation baselines read purchase lines strictly before th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -175,3 +176,42 @@ def personal_frequency(
                 seen.add(item)
         out[cust] = items
     return out
+
+
+def baseline_from_features(
+    name: str, row: dict[str, Any], horizon: int, history_weeks: int = 52
+) -> np.ndarray:
+    """A demand baseline forecast computed from one ``demand_v1`` feature row.
+
+    Serving uses this as the fallback when the model's inputs cannot be read fresh; it matches
+    :func:`demand_baselines` (``units_history_52w`` holds the 52 weeks before the origin, oldest
+    first, so the seasonal-naive value for step ``s`` is its ``s``-th entry).
+
+    Args:
+        name: One of :data:`DEMAND_BASELINES`.
+        row: The feature row (as returned by the online store).
+        horizon: Weeks to forecast.
+        history_weeks: Length of the history feature.
+
+    Returns:
+        ``horizon`` non-negative forecasts.
+    """
+    naive = float(row.get("units_last_week") or 0.0)
+    if name == "ma4":
+        level = float(row.get("units_mean_4w") or 0.0)
+    elif name == "ma13":
+        level = float(row.get("units_mean_13w") or 0.0)
+    elif name == "seasonal_naive":
+        raw = row.get("units_history_52w")
+        history = [] if raw is None else list(raw)
+        age = int(row.get("weeks_since_first_sale") or 0)
+        if age >= history_weeks and len(history) >= history_weeks:
+            season = np.asarray(history, float)
+            steps = np.arange(horizon) % history_weeks
+            return np.maximum(season[steps], 0.0)
+        level = naive
+    elif name == "naive":
+        level = naive
+    else:
+        raise ValueError(f"unknown demand baseline {name!r}; expected one of {DEMAND_BASELINES}")
+    return np.full(horizon, max(level, 0.0))

@@ -45,3 +45,31 @@ def test_popularity_and_personal_frequency() -> None:
     recs = personal_frequency(lines, cutoff, ["c", "new"], 3, pop, allowed={"x", "y", "p"})
     assert recs["c"] == ["x", "y", "p"]
     assert recs["new"] == pop[:3]
+
+
+def test_baseline_from_features_matches_the_panel_baselines() -> None:
+    """Serving's feature-based fallback equals each evaluation baseline computed from the panel."""
+    from shelfops.features.build import product_weekly_features
+    from shelfops.models.baselines import DEMAND_BASELINES, baseline_from_features
+
+    weeks = pd.date_range("2024-01-01", periods=70, freq="7D")
+    units = [float((i * 7) % 11) for i in range(70)]
+    panel = pd.DataFrame(
+        {
+            "stock_code": "A",
+            "week_start": weeks,
+            "units": units,
+            "revenue": units,
+            "avg_price": 1.0,
+        }
+    )
+    origin = weeks[-1] + pd.Timedelta(days=7)
+    features = product_weekly_features(panel)
+    row = features[features["event_timestamp"] == pd.Timestamp(origin, tz="UTC")].iloc[0].to_dict()
+    expected = demand_baselines(panel, origin, ["A"], horizon=6)
+    for name in DEMAND_BASELINES:
+        got = baseline_from_features(name, row, horizon=6)
+        want = expected[name].sort_values("step")["forecast"].to_numpy()
+        assert got == pytest.approx(want, rel=1e-5), name
+    with pytest.raises(ValueError, match="unknown demand baseline"):
+        baseline_from_features("prophet", row, horizon=6)
