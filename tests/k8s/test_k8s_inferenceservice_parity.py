@@ -42,6 +42,13 @@ def _engine_manifest(
         **values.get("commonLabels", {}),
     }
     service_account = values["inference"]["serviceAccount"]["name"] or f"{RELEASE}-inference"
+    sink = values.get("payloadSink", {})
+    fullname = values.get("fullnameOverride") or f"{RELEASE}-{chart_meta['name']}"
+    logger_url = (
+        f"http://{fullname}-payload-sink.{NAMESPACE}.svc.cluster.local:{sink['port']}"
+        if sink.get("enabled")
+        else None
+    )
     spec = IsvcSpec(
         model=name,
         image=_image(model["image"], model["version"]),
@@ -54,6 +61,8 @@ def _engine_manifest(
         service_account=service_account,
         labels=helm_labels,
         tag_routing=values["inference"]["tagRouting"],
+        logger_url=logger_url,
+        logger_mode=sink.get("mode", "all"),
     )
     return to_manifest(build_inference_service(spec))
 
@@ -88,6 +97,7 @@ def test_parity(
             "automountServiceAccountToken",
             "labels",
             "volumes",
+            "logger",
         ):
             assert cp.get(field) == ep.get(field), f"{name}: predictor.{field}"
 
@@ -144,3 +154,36 @@ def test_isvc_spec_rejects_bad_inputs() -> None:
         IsvcSpec(model="recs", image="x:1", namespace="n", min_replicas=3, max_replicas=2)
     with pytest.raises(ValueError):
         IsvcSpec(model="", image="x:1", namespace="n")
+
+
+def test_payload_logger_reaches_the_sink(
+    scenario_docs: dict[str, list[dict[str, Any]]],
+    scenario_values: Callable[[str], dict[str, Any]],
+) -> None:
+    """With payloadSink enabled, every model logs to the sink Service the chart deploys."""
+    values = scenario_values("production")
+    assert values["payloadSink"]["enabled"], "the production scenario exercises the sink"
+    docs = scenario_docs["production"]
+    (service,) = [
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("payload-sink")
+    ]
+    (deployment,) = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("payload-sink")
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["monitor", "sink"]
+    port = service["spec"]["ports"][0]["port"]
+    url = f"http://{service['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{port}"
+    for isvc in (d for d in docs if d["kind"] == "InferenceService"):
+        assert isvc["spec"]["predictor"]["logger"] == {"mode": "all", "url": url}
+    assert any(
+        d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("payload-sink")
+        for d in docs
+    )
+    # Off by default: no sink, no logger.
+    default = scenario_docs["default"]
+    assert not any(d["metadata"]["name"].endswith("payload-sink") for d in default)
+    for isvc in (d for d in default if d["kind"] == "InferenceService"):
+        assert "logger" not in isvc["spec"]["predictor"]

@@ -216,3 +216,10 @@ Volumes and mounts shared by the feature server and the materialization job.
   mountPath: /var/lib/feast
 {{- end }}
 {{- end }}
+
+{{/*
+In-cluster URL of the payload-logger sink, the target of every InferenceService's KServe logger.
+*/}}
+{{- define "shelfops.payloadSinkUrl" -}}
+{{- printf "http://%s-payload-sink.%s.svc.cluster.local:%v" (include "shelfops.fullname" .) .Release.Namespace .Values.payloadSink.port -}}
+{{- end }}

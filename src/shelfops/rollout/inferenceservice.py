@@ -53,6 +53,9 @@ LIVENESS_PROBE: Final[Mapping[str, int]] = {
     "failureThreshold": 4,
 }
 
+LOGGER_MODES: Final[tuple[str, ...]] = ("all", "request", "response")
+"""What KServe's payload logger sends to the sink (``spec.predictor.logger.mode``)."""
+
 DEFAULT_RESOURCES: Final[Mapping[str, Mapping[str, str]]] = {
     "requests": {"cpu": "250m", "memory": "512Mi"},
     "limits": {"cpu": "1", "memory": "1Gi"},
@@ -82,6 +85,9 @@ class IsvcSpec:
         env: Extra environment variables for the model container (no secrets here: use
             Secret references in the chart instead).
         tag_routing: Whether KServe creates ``latest-``/``prev-`` tagged URLs for the gate.
+        logger_url: URL of the payload-logger sink (``shelfops monitor sink``); ``None`` omits
+            ``spec.predictor.logger``.
+        logger_mode: What the payload logger sends: ``all``, ``request`` or ``response``.
     """
 
     model: str
@@ -96,6 +102,8 @@ class IsvcSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     tag_routing: bool = True
+    logger_url: str | None = None
+    logger_mode: str = "all"
 
     def __post_init__(self) -> None:
         """Reject values the API server or KServe would refuse later.
@@ -109,6 +117,8 @@ class IsvcSpec:
             raise ValueError("canary_traffic_percent must be between 0 and 100")
         if self.min_replicas < 0 or self.max_replicas < max(self.min_replicas, 1):
             raise ValueError("need 0 <= min_replicas <= max_replicas and max_replicas >= 1")
+        if self.logger_mode not in LOGGER_MODES:
+            raise ValueError(f"logger_mode must be one of {LOGGER_MODES}")
 
 
 def standard_labels(spec: IsvcSpec) -> dict[str, str]:
@@ -163,6 +173,7 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
     from kserve import (
         V1beta1InferenceService,
         V1beta1InferenceServiceSpec,
+        V1beta1LoggerSpec,
         V1beta1PredictorSpec,
     )
     from kubernetes.client import (
@@ -226,6 +237,9 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
         automount_service_account_token=False,
         labels=dict(labels),
         volumes=[V1Volume(name=n, empty_dir=V1EmptyDirVolumeSource()) for n in WRITABLE_DIRS],
+        logger=V1beta1LoggerSpec(mode=spec.logger_mode, url=spec.logger_url)
+        if spec.logger_url
+        else None,
     )
     return V1beta1InferenceService(
         api_version=API_VERSION,
