@@ -33,16 +33,14 @@ def featurised_home(tmp_path: Path, small_exports) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server on a free loopback port (`make test` installs it)."""
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a real redis-server on a free loopback port; returns the process and host:port."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail(
             "redis-server is not installed; run `make test-deps` (apt-get install redis-server)"
         )
     port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [
             binary,
@@ -64,12 +62,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for _ in range(100):
         try:
             client.ping()
-            break
+            return proc, f"127.0.0.1:{port}"
         except redis.ConnectionError:
             time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    yield f"127.0.0.1:{port}"
+    proc.kill()
+    pytest.fail("redis-server did not start")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port (`make test` installs it)."""
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
     proc.terminate()
     proc.wait(timeout=10)

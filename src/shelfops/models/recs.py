@@ -591,7 +591,7 @@ class RecsModel:
         for cid, ok in zip(ids, allowed, strict=True):
             if not ok:
                 out[cid] = [
-                    self._rec(int(j), 0.0, self._popular_reason(int(j))) for j in popular[:k]
+                    self._rec(int(j), 0.0, self.popular_reason(int(j))) for j in popular[:k]
                 ]
         personal = rows[allowed]
         for s in range(0, len(personal), batch_size):
@@ -614,7 +614,7 @@ class RecsModel:
                     if len(recs) >= k:
                         break
                     if int(j) not in seen:
-                        recs.append(self._rec(int(j), float("-inf"), self._popular_reason(int(j))))
+                        recs.append(self._rec(int(j), float("-inf"), self.popular_reason(int(j))))
                 out[cid] = recs
         return out
 
@@ -627,7 +627,8 @@ class RecsModel:
             category=self.stats.category[j],
         )
 
-    def _popular_reason(self, j: int) -> str:
+    def popular_reason(self, j: int) -> str:
+        """The reason shown with a popularity pick (item row ``j``)."""
         cat = self.stats.category[j]
         where = f"in {cat}" if cat and cat != "Unknown" else "in the shop"
         trend = float(np.log((self.stats.pop4[j] + 1) / (self.stats.pop13[j] / 3.25 + 1)))
@@ -654,7 +655,7 @@ class RecsModel:
             return f"often bought with {name.title()}"
         if float(self.stats.repeat_rate[j]) > 0.3:
             return "a hidden gem: most people who try it buy it again"
-        return self._popular_reason(j)
+        return self.popular_reason(j)
 
     def save(self, path: Path) -> None:
         """Write ``config.json``, ``state.json`` (item statistics) and ``weights.pt``.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -43,7 +42,16 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
         df = pd.DataFrame(rows)
         recs = self.model.recommend(df, k=k, now=now)
         return {
-            c: [{**asdict(r), "score": r.score if r.score > -1e30 else None} for r in v]
+            c: [
+                {
+                    "stock_code": r.stock_code,
+                    "score": r.score if r.score > -1e30 else None,
+                    "reason": r.reason,
+                    "description": r.description,
+                    "category": r.category,
+                }
+                for r in v
+            ]
             for c, v in recs.items()
         }
 

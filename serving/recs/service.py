@@ -1,0 +1,33 @@
+"""BentoML service for the recs model: hosts the ShelfOps HTTP app, loads the registered model.
+
+No model logic lives here (see ``shelfops.serving``). The model version comes from
+``SHELFOPS_SERVING_MODEL_TAG`` (default: the newest registered version); ``bentoml build``
+packs that version into the Bento.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bentoml
+
+from shelfops.serving.runtime import model_tag, open_server
+
+server, app = open_server("recs")
+
+
+@bentoml.service(name="shelfops-recs", http={"port": 8080}, traffic={"timeout": 30})
+@bentoml.asgi_app(app, path="/")
+class RecsService:
+    """The recs model behind KServe V2 and friendly JSON endpoints."""
+
+    model = bentoml.models.BentoModel(model_tag("recs"))
+
+    def __init__(self) -> None:
+        """Load the registered model; readiness turns true when this returns."""
+        server.load(Path(self.model.path) / "model", str(self.model.tag))
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        """Flush the prediction log and stop background threads."""
+        server.close()

@@ -1,0 +1,87 @@
+"""Online feature reads with a deadline: a slow or unreachable store means a fallback, not a 5xx.
+
+Reads go to the Feast online store (SQLite locally, Redis in the cluster) by ``view:feature``
+references resolved once from the FeatureService, so the feature lists still live only in
+``shelfops.features.definitions``. Each read runs on a small thread pool and is abandoned after
+``timeout_s``; the caller gets ``None`` and a reason it can report and count.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from shelfops.features.store import FeatureRepo
+
+log = logging.getLogger(__name__)
+
+Rows = dict[str, list[Any]]
+
+
+class OnlineReader:
+    """Reads feature references for entity rows, giving up after a deadline."""
+
+    def __init__(
+        self, repo_factory: Callable[[], FeatureRepo], timeout_s: float, workers: int = 4
+    ) -> None:
+        """Create the reader; the store is opened on first use (and again after a failure).
+
+        Args:
+            repo_factory: Builds the feature repository (``FeatureRepo(settings)``).
+            timeout_s: Longest wait for one read.
+            workers: Threads serving reads (a hung store occupies at most this many).
+        """
+        self._factory = repo_factory
+        self._repo: FeatureRepo | None = None
+        self._lock = threading.Lock()
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="online-store")
+
+    def repo(self) -> FeatureRepo:
+        """The feature repository, opened once."""
+        with self._lock:
+            if self._repo is None:
+                self._repo = self._factory()
+            return self._repo
+
+    def refs(self, service: str) -> dict[str, list[str]]:
+        """The service's feature references by view (reads the Feast registry)."""
+        return self.repo().feature_refs(service)
+
+    def read(
+        self,
+        refs: list[str],
+        entity_rows: list[dict[str, Any]],
+        timeout_s: float | None = None,
+    ) -> tuple[Rows | None, str]:
+        """Read features, or explain why not within the deadline.
+
+        Args:
+            refs: ``view:feature`` references.
+            entity_rows: Join keys, one dict per entity.
+            timeout_s: Deadline for this read (default: the request deadline).
+
+        Returns:
+            ``(columns, "")`` on success; ``(None, reason)`` with reason ``online_store_timeout``
+            or ``online_store_error``.
+        """
+        future = self._pool.submit(lambda: self.repo().online_refs(refs, entity_rows))
+        try:
+            return future.result(timeout=timeout_s or self.timeout_s), ""
+        except FutureTimeout:
+            future.cancel()
+            log.warning(
+                "online store did not answer within %.0f ms", (timeout_s or self.timeout_s) * 1000
+            )
+            return None, "online_store_timeout"
+        except Exception as exc:  # any store failure becomes a fallback, never a 5xx
+            log.warning("online store read failed: %s", exc)
+            return None, "online_store_error"
+
+    def close(self) -> None:
+        """Stop the read threads (pending reads are dropped)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

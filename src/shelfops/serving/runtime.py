@@ -1,0 +1,74 @@
+"""Build a model server and its HTTP app from the environment: the entry point services use.
+
+``serving/<model>/service.py`` calls :func:`open_server` when BentoML imports it; nothing is
+loaded until the BentoML service's ``__init__`` calls ``server.load``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import FastAPI
+
+from shelfops.registry import DEMAND_MODEL, RECS_MODEL
+from shelfops.serving.app import create_app
+from shelfops.serving.base import ModelServer
+from shelfops.settings import ServingSettings, Settings
+
+MODELS: Final = ("recs", "demand")
+REGISTRY_NAMES: Final = {"recs": RECS_MODEL, "demand": DEMAND_MODEL}
+
+
+def check_model(model: str) -> str:
+    """Validate a model name.
+
+    Raises:
+        ValueError: Not ``recs`` or ``demand``.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    return model
+
+
+def model_tag(model: str, serving: ServingSettings | None = None) -> str:
+    """The registry tag to serve: ``SHELFOPS_SERVING_MODEL_TAG`` or the newest version."""
+    serving = serving or ServingSettings()
+    return serving.model_tag or f"{REGISTRY_NAMES[check_model(model)]}:latest"
+
+
+def new_server(
+    model: str, settings: Settings | None = None, serving: ServingSettings | None = None
+) -> ModelServer:
+    """An unloaded server for ``model``."""
+    from shelfops.serving.demand import DemandServer
+    from shelfops.serving.recs import RecsServer
+
+    cls = RecsServer if check_model(model) == "recs" else DemandServer
+    return cls(settings or Settings(), serving or ServingSettings())
+
+
+def attach_monitoring(server: ModelServer) -> None:
+    """Log sampled predictions (``SHELFOPS_MONITOR_SAMPLE_RATE``) and meter CPU cost per prediction.
+
+    Every prediction counts toward the cost; only sampled ones are written to the prediction log
+    under the home (customer ids only, no other personal data). Closing the server flushes it.
+    """
+    from shelfops.monitoring.cost import CostMeter
+    from shelfops.monitoring.store import PredictionLogger
+
+    logger = PredictionLogger(server.settings)
+    meter = CostMeter(server.name, metrics=server.metrics, settings=server.settings)
+
+    def record(prediction: dict[str, Any]) -> None:
+        meter.observe(1)
+        logger.log(**prediction)
+
+    server.hooks.append(record)
+    server.closers.append(logger.close)
+
+
+def open_server(model: str) -> tuple[ModelServer, FastAPI]:
+    """An unloaded, monitored server configured from the environment, and its HTTP app."""
+    server = new_server(model)
+    attach_monitoring(server)
+    return server, create_app(server)

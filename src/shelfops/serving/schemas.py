@@ -1,0 +1,102 @@
+"""Typed, validated request and response bodies of the friendly JSON endpoints.
+
+Limits that depend on the deployment (largest ``k``, largest batch, the model's horizon) are
+checked by the servers against ``ServingSettings`` and the loaded model; the shapes and the
+hard bounds live here so that they appear in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RecommendContext(_Strict):
+    """Optional shopping context."""
+
+    category: Code | None = Field(None, description="Only recommend items of this category.")
+    exclude_stock_codes: list[Code] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Items not to recommend (for example, already in the basket).",
+    )
+
+
+class RecommendRequest(_Strict):
+    """``POST /recommend``."""
+
+    customer_id: Code = Field(description="The customer; unknown customers get cold start.")
+    k: int = Field(10, ge=1, le=1000, description="How many items to return.")
+    context: RecommendContext | None = Field(None, description="Optional shopping context.")
+
+
+class RecommendedItem(BaseModel):
+    """One recommended item with a reason a merchandiser can read."""
+
+    stock_code: str
+    description: str
+    category: str
+    score: float | None = Field(description="Model score; null for popularity fallbacks.")
+    reason: str = Field(description='Why, e.g. "often bought with Lantern".')
+    boosted: bool = Field(description="Moved up by the surplus-inventory rule.")
+
+
+class RecommendResponse(BaseModel):
+    """Recommendations for one customer."""
+
+    request_id: str
+    customer_id: str
+    model_version: str
+    personalized: bool = Field(description="False for cold start, opted-out and fallbacks.")
+    degraded: bool = Field(description="True when served by the fallback, not the model.")
+    degraded_reason: str | None = None
+    items: list[RecommendedItem]
+
+
+class ForecastRequest(_Strict):
+    """``POST /forecast``."""
+
+    stock_codes: list[Code] = Field(min_length=1, description="Products to forecast.")
+    horizon: int = Field(13, ge=1, le=104, description="Weeks ahead (at most the model's).")
+
+
+class WeekForecast(BaseModel):
+    """One product-week."""
+
+    week_start: str = Field(description="Monday of the week (ISO date).")
+    p10: float
+    p50: float
+    p90: float
+
+
+class ProductForecast(BaseModel):
+    """The forecast of one product."""
+
+    stock_code: str
+    status: str = Field(description='"ok", or "no_data" when nothing is known of the product.')
+    source: str = Field(description='"model", or the baseline used as a fallback.')
+    weeks: list[WeekForecast]
+
+
+class ForecastResponse(BaseModel):
+    """Forecasts for a batch of products."""
+
+    request_id: str
+    model_version: str
+    degraded: bool
+    degraded_reason: str | None = None
+    forecasts: list[ProductForecast]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx body: the V2 protocol's ``error`` field, plus details when there are any."""
+
+    error: str
+    details: list[dict[str, object]] | None = None

@@ -1,0 +1,84 @@
+"""Degraded mode against a real Redis online store that stalls, then dies: no request fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from tests.integration.conftest import start_redis
+from tests.integration.serving.servers import load_server
+
+from shelfops.features.store import FeatureRepo
+from shelfops.serving.app import create_app
+from shelfops.settings import ServingSettings, Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def own_redis(tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server this test may pause and kill (not the session one)."""
+    proc, url = start_redis(tmp_path)
+    yield proc, url
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_store_stall_and_outage_fall_back_without_failing(
+    trained_home: Settings, own_redis: tuple[subprocess.Popen[bytes], str]
+) -> None:
+    """Healthy: model answers. Stalled: popularity/baseline within the timeout. Dead: same."""
+    proc, url = own_redis
+    settings = Settings(home=trained_home.root, profile="cluster", redis_url=url)
+    FeatureRepo(settings).materialize()
+    serving = ServingSettings(online_timeout_ms=200)
+    recs = load_server("recs", settings, serving)
+    demand = load_server("demand", settings, serving)
+    recs_http, demand_http = TestClient(create_app(recs)), TestClient(create_app(demand))
+    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
+    customer = str(behaviour["customer_id"].value_counts().index[0])
+    code = next(iter(demand.last_seen))
+    try:
+        healthy = recs_http.post("/recommend", json={"customer_id": customer}).json()
+        assert healthy["personalized"] and not healthy["degraded"]
+        assert (
+            demand_http.post("/forecast", json={"stock_codes": [code]}).json()["degraded"] is False
+        )
+
+        os.kill(proc.pid, signal.SIGSTOP)  # the store accepts connections but never answers
+        started = time.perf_counter()
+        stalled = recs_http.post("/recommend", json={"customer_id": customer})
+        stalled_s = time.perf_counter() - started
+        assert stalled.status_code == 200
+        body = stalled.json()
+        assert body["degraded"] and body["degraded_reason"] == "online_store_timeout"
+        assert not body["personalized"] and len(body["items"]) == 10
+        assert stalled_s < 2.0, f"the fallback took {stalled_s:.2f} s"
+        forecast = demand_http.post("/forecast", json={"stock_codes": [code], "horizon": 3})
+        assert forecast.status_code == 200
+        fbody = forecast.json()
+        assert fbody["degraded"] and fbody["forecasts"][0]["source"] == demand.fallback
+        assert len(fbody["forecasts"][0]["weeks"]) == 3
+
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()  # now the store is gone altogether
+        proc.wait(timeout=10)
+        for _ in range(3):
+            gone = recs_http.post("/recommend", json={"customer_id": customer})
+            assert gone.status_code == 200 and gone.json()["degraded"]
+        assert demand_http.post("/forecast", json={"stock_codes": [code]}).json()["degraded"]
+
+        metrics = recs_http.get("/metrics").text
+        assert 'shelfops_degraded_total{model="recs",reason="online_store_timeout"}' in metrics
+        assert 'outcome="degraded"' in metrics
+    finally:
+        recs.close()
+        demand.close()

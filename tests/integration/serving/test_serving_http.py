@@ -1,0 +1,344 @@
+"""The serving apps in process: predictions, consent, rules, V2 with kserve's client, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from tests.integration.serving.servers import load_server
+
+from shelfops.serving.app import create_app
+from shelfops.serving.demand import DemandServer
+from shelfops.serving.recs import RecsServer
+from shelfops.settings import ServingSettings, Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _customers(settings: Settings) -> pd.DataFrame:
+    return pd.read_parquet(settings.clean_dir / "customers.parquet")
+
+
+def known_customer(settings: Settings) -> str:
+    """A customer with purchase history who allows personalization."""
+    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
+    return str(behaviour["customer_id"].value_counts().index[0])
+
+
+def opted_out_customer(settings: Settings) -> str:
+    """A customer who opted out of personalization."""
+    customers = _customers(settings)
+    return str(
+        customers.loc[customers["opted_out_personalization"].astype(bool), "customer_id"].iloc[0]
+    )
+
+
+def catalogue(settings: Settings) -> pd.DataFrame:
+    return pd.read_parquet(settings.features_dir / "product_catalog.parquet").set_index(
+        "stock_code"
+    )
+
+
+def test_known_customer_gets_k_personal_items_with_reasons_that_pass_the_rules(
+    recs_client: TestClient, recs_server: RecsServer, trained_home: Settings
+) -> None:
+    """A customer with history gets k distinct, reasoned items; none breaks a rule."""
+    r = recs_client.post("/recommend", json={"customer_id": known_customer(trained_home), "k": 8})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["personalized"] and not body["degraded"]
+    assert r.headers["X-ShelfOps-Model-Version"] == recs_server.version == body["model_version"]
+    codes = [i["stock_code"] for i in body["items"]]
+    assert len(codes) == 8 == len(set(codes))
+    assert all(i["reason"] for i in body["items"])
+    cat = catalogue(trained_home)
+    assert set(recs_server.catalog) == set(recs_server.items)  # every item has its catalogue row
+    rules = recs_server.rules
+    for code in codes:
+        row = cat.loc[code]
+        assert not row["discontinued"]
+        assert row["inventory_on_hand"] >= rules.min_inventory
+        assert row["markdown_count"] <= rules.max_markdown_count
+
+
+def test_unknown_customer_gets_cold_start_not_an_error(recs_client: TestClient) -> None:
+    """An id the store has never seen gets the popularity list with popularity reasons."""
+    r = recs_client.post("/recommend", json={"customer_id": "never-seen-42", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert not body["personalized"] and not body["degraded"]
+    assert len(body["items"]) == 5
+    assert all(i["score"] is None and "this month" in i["reason"] for i in body["items"])
+
+
+def test_opted_out_customer_is_not_personalised_and_behaviour_is_never_read(
+    recs_server: RecsServer, trained_home: Settings
+) -> None:
+    """Only the consent flags are read for a customer who opted out of personalization."""
+    read: list[list[str]] = []
+    original = recs_server.online.read
+
+    def spy(refs: list[str], rows: list[dict[str, Any]]) -> Any:
+        read.append(refs)
+        return original(refs, rows)
+
+    recs_server.online.read = spy  # type: ignore[method-assign]
+    try:
+        client = TestClient(create_app(recs_server))
+        body = client.post(
+            "/recommend", json={"customer_id": opted_out_customer(trained_home)}
+        ).json()
+    finally:
+        recs_server.online.read = original  # type: ignore[method-assign]
+    assert not body["personalized"] and len(body["items"]) == 10
+    assert read and all(ref.startswith("customer_consent:") for refs in read for ref in refs)
+
+
+def test_context_excludes_basket_items_and_filters_by_category(
+    recs_client: TestClient, trained_home: Settings
+) -> None:
+    """Basket items never come back and a category context keeps to that category."""
+    customer = known_customer(trained_home)
+    first = recs_client.post("/recommend", json={"customer_id": customer, "k": 5}).json()
+    basket = [i["stock_code"] for i in first["items"][:2]]
+    category = first["items"][0]["category"]
+    again = recs_client.post(
+        "/recommend",
+        json={"customer_id": customer, "k": 5, "context": {"exclude_stock_codes": basket}},
+    ).json()
+    assert not set(basket) & {i["stock_code"] for i in again["items"]}
+    scoped = recs_client.post(
+        "/recommend", json={"customer_id": customer, "k": 3, "context": {"category": category}}
+    ).json()
+    assert scoped["items"] and all(i["category"] == category for i in scoped["items"])
+
+
+def test_rules_file_changes_behaviour_without_code(trained_home: Settings, tmp_path) -> None:
+    """A stricter YAML (no markdowns at all) removes every item that has taken a markdown."""
+    rules = tmp_path / "strict.yaml"
+    rules.write_text("max_markdown_count: 0\n")
+    server = load_server("recs", trained_home, ServingSettings(rules_file=rules))
+    try:
+        client = TestClient(create_app(server))
+        body = client.post("/recommend", json={"customer_id": known_customer(trained_home)}).json()
+    finally:
+        server.close()
+    cat = catalogue(trained_home)
+    assert all(cat.loc[i["stock_code"], "markdown_count"] == 0 for i in body["items"])
+
+
+def test_forecast_gives_ordered_quantiles_per_week(
+    demand_client: TestClient, trained_home: Settings
+) -> None:
+    """P10 <= P50 <= P90 for each requested week; unknown products are flagged, not guessed."""
+    codes = catalogue(trained_home).query("not discontinued").index[:3].tolist()
+    r = demand_client.post("/forecast", json={"stock_codes": [*codes, "NO-SUCH-SKU"], "horizon": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert not body["degraded"]
+    by_code = {f["stock_code"]: f for f in body["forecasts"]}
+    assert by_code["NO-SUCH-SKU"]["status"] == "no_data"
+    for code in codes:
+        weeks = by_code[code]["weeks"]
+        assert by_code[code]["source"] == "model" and len(weeks) == 4
+        for w in weeks:
+            assert 0 <= w["p10"] <= w["p50"] <= w["p90"]
+        starts = pd.to_datetime([w["week_start"] for w in weeks])
+        assert (starts.dayofweek == 0).all() and (
+            np.diff(starts.values).astype("timedelta64[D]") == 7
+        ).all()
+
+
+def _v2(app_client: TestClient) -> InferenceRESTClient:
+    transport = httpx.ASGITransport(app=app_client.app)
+    return InferenceRESTClient(RESTConfig(protocol="v2", transport=transport, retries=0))
+
+
+def test_v2_protocol_with_kserve_client(
+    recs_client: TestClient, demand_client: TestClient, trained_home: Settings
+) -> None:
+    """kserve's own InferenceRESTClient gets V2 health, readiness and inference from both apps."""
+    customer = known_customer(trained_home)
+    codes = catalogue(trained_home).query("not discontinued").index[:2].tolist()
+
+    async def run() -> tuple[Any, Any, bool, bool]:
+        recs, demand = _v2(recs_client), _v2(demand_client)
+        ready = await recs.is_server_ready("http://recs") and await demand.is_server_ready(
+            "http://demand"
+        )
+        model_ready = await recs.is_model_ready("http://recs", "recs")
+        req = InferRequest(
+            model_name="recs",
+            infer_inputs=[InferInput("customer_id", [2], "BYTES", data=[customer, "never-seen"])],
+        )
+        rec = await recs.infer("http://recs", req, model_name="recs")
+        dem_in = InferInput("stock_code", [2], "BYTES", data=codes)
+        h = InferInput("horizon", [1], "INT32", data=[3])
+        dem = await demand.infer(
+            "http://demand",
+            InferRequest(model_name="demand", infer_inputs=[dem_in, h]),
+            model_name="demand",
+        )
+        await recs.close()
+        await demand.close()
+        return rec, dem, ready, model_ready
+
+    rec, dem, ready, model_ready = asyncio.run(run())
+    assert ready and model_ready
+    stock = rec.outputs[0]
+    assert stock.name == "stock_code" and stock.shape == [2, 10]
+    assert rec.outputs[1].as_numpy().shape == (2, 10)
+    p10, p50, p90 = (dem.get_output_by_name(q).as_numpy() for q in ("p10", "p50", "p90"))
+    assert p50.shape == (2, 3) and (p10 <= p50).all() and (p50 <= p90).all()
+    meta = recs_client.get("/v2/models/recs").json()
+    assert meta["name"] == "recs" and {i["name"] for i in meta["inputs"]} == {"customer_id", "k"}
+
+
+BAD_RECS: list[tuple[str, str, Any, int, str]] = [
+    ("malformed json", "/recommend", b"{not json", 400, "not valid JSON"),
+    ("wrong type", "/recommend", {"customer_id": 123}, 422, "customer_id"),
+    ("k as string", "/recommend", {"customer_id": "a", "k": "5"}, 422, "k"),
+    ("k zero", "/recommend", {"customer_id": "a", "k": 0}, 422, "k"),
+    ("k above max", "/recommend", {"customer_id": "a", "k": 101}, 422, "maximum"),
+    ("unknown field", "/recommend", {"customer_id": "a", "colour": "red"}, 422, "colour"),
+    ("missing id", "/recommend", {"k": 3}, 422, "customer_id"),
+    ("empty id", "/recommend", {"customer_id": "  "}, 422, "customer_id"),
+    ("body is a list", "/recommend", [1, 2], 422, "body"),
+    ("unknown model", "/v2/models/prophet/infer", {"inputs": []}, 404, "unknown model"),
+    ("v2 not json", "/v2/models/recs/infer", b"\x00\x01", 400, "V2"),
+    ("v2 no inputs key", "/v2/models/recs/infer", {"id": "x"}, 400, "V2"),
+    (
+        "v2 wrong input",
+        "/v2/models/recs/infer",
+        {"inputs": [{"name": "user", "datatype": "BYTES", "shape": [1], "data": ["a"]}]},
+        422,
+        "customer_id",
+    ),
+    (
+        "v2 oversize batch",
+        "/v2/models/recs/infer",
+        {
+            "inputs": [
+                {"name": "customer_id", "datatype": "BYTES", "shape": [300], "data": ["a"] * 300}
+            ]
+        },
+        413,
+        "customer_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "body", "status", "says"), BAD_RECS, ids=[c[0] for c in BAD_RECS]
+)
+def test_bad_recommendation_requests_get_a_4xx_that_says_why(
+    recs_client: TestClient, case: str, path: str, body: Any, status: int, says: str
+) -> None:
+    """Each kind of bad input gets its 4xx and a message naming the problem."""
+    if isinstance(body, bytes):
+        r = recs_client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        r = recs_client.post(path, json=body)
+    assert r.status_code == status, (case, r.status_code, r.text)
+    assert says.lower() in r.json()["error"].lower(), r.text
+
+
+BAD_DEMAND: list[tuple[str, Any, int, str]] = [
+    ("no products", {"stock_codes": []}, 422, "stock_codes"),
+    ("codes not a list", {"stock_codes": "85123A"}, 422, "stock_codes"),
+    ("horizon beyond model", {"stock_codes": ["a"], "horizon": 60}, 422, "horizon"),
+    ("oversize batch", {"stock_codes": [f"p{i}" for i in range(300)]}, 413, "maximum"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "says"), BAD_DEMAND, ids=[c[0] for c in BAD_DEMAND]
+)
+def test_bad_forecast_requests_get_a_4xx_that_says_why(
+    demand_client: TestClient, case: str, body: Any, status: int, says: str
+) -> None:
+    """Each kind of bad forecast input gets its 4xx and a message naming the problem."""
+    r = demand_client.post("/forecast", json=body)
+    assert r.status_code == status, (case, r.status_code, r.text)
+    assert says.lower() in r.json()["error"].lower(), r.text
+
+
+def test_oversize_body_is_refused_before_parsing(recs_client: TestClient) -> None:
+    """A body over the limit gets a 413 without being read into the model."""
+    r = recs_client.post(
+        "/recommend", content=b" " * 1_000_001, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and "bytes" in r.json()["error"]
+
+
+def test_metrics_count_requests_by_endpoint_outcome_and_version(
+    recs_client: TestClient, recs_server: RecsServer
+) -> None:
+    """/metrics exposes latency histograms and outcomes labelled with the model version."""
+    recs_client.post("/recommend", json={"customer_id": "metrics-probe"})
+    recs_client.post("/recommend", json={"customer_id": 1})
+    text = recs_client.get("/metrics").text
+    version = recs_server.version
+    assert (
+        f'shelfops_request_duration_seconds_count{{endpoint="/recommend",model="recs",'
+        f'model_version="{version}"}}' in text
+    )
+    for outcome in ("success", "error"):
+        assert f'model_version="{version}",outcome="{outcome}"' in text
+
+
+def test_demand_server_has_a_baseline_for_every_product_it_has_seen(
+    demand_server: DemandServer,
+) -> None:
+    """The fallback was warmed from the offline table and names the gate's best baseline."""
+    assert demand_server.last_seen
+    assert demand_server.fallback in {"naive", "seasonal_naive", "ma4", "ma13"}
+
+
+def test_monitored_server_logs_predictions_and_records_feedback(
+    trained_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With monitoring attached, predictions reach the log and /feedback reaches the store."""
+    from shelfops.monitoring.store import FeedbackStore, read_predictions
+    from shelfops.serving.runtime import attach_monitoring
+
+    monkeypatch.setenv("SHELFOPS_MONITOR_SAMPLE_RATE", "1")
+    server = load_server("recs", trained_home)
+    attach_monitoring(server)
+    client = TestClient(create_app(server))
+    customer = known_customer(trained_home)
+    try:
+        ids = [
+            client.post("/recommend", json={"customer_id": customer, "k": 3}).json()["request_id"]
+            for _ in range(3)
+        ]
+        bought = client.post("/recommend", json={"customer_id": customer, "k": 1}).json()["items"][
+            0
+        ]["stock_code"]
+        event = {
+            "request_id": ids[0],
+            "customer_id": customer,
+            "stock_code": bought,
+            "action": "bought",
+            "timestamp": "2026-11-20T10:00:00",
+        }
+        ok = client.post("/feedback", json=[event])
+        assert ok.status_code == 200 and ok.json() == {"recorded": 1}
+        bad = client.post(
+            "/feedback", json=[{"stock_code": "a", "week_start": "2026-11-18", "units": 3}]
+        )
+        assert bad.status_code == 422 and "monday" in bad.json()["error"].lower()
+    finally:
+        server.close()
+    logged = read_predictions(trained_home)
+    mine = logged[logged["request_id"].isin(ids)]
+    assert len(mine) == 3 and set(mine["customer_id"]) == {customer}
+    assert set(mine["model"]) == {"recs"}
+    feedback = FeedbackStore(trained_home).read("recommendation")
+    assert ids[0] in set(feedback["request_id"])
