@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from shelfops.models.recs import (
     purchase_lines,
 )
 from shelfops.settings import Settings
+
+if TYPE_CHECKING:
+    from shelfops.registry import GateResult
 
 Progress = Callable[[str], None]
 _WEEK = pd.Timedelta(days=7)
@@ -619,6 +622,134 @@ def run_backtest(
     return result
 
 
+@dataclass
+class TrainedTask:
+    """One trained model with what its gate and its registry entry need."""
+
+    task: str  # "demand" or "recs"
+    model: Any  # DemandModel or RecsModel
+    validation: dict[str, dict[str, Any]]  # {"model": metrics, baseline: metrics, ...}
+    extra: dict[str, Any]  # task-specific registry metadata
+    seconds: float
+
+
+# task -> (gated metric, lower is better)
+GATED_METRIC: dict[str, tuple[str, bool]] = {
+    "demand": ("wrmsse", True),
+    "recs": ("recall@10", False),
+}
+
+
+def data_window(ctx: Context) -> dict[str, str]:
+    """First and last day of the data a model is trained on.
+
+    Args:
+        ctx: Data context.
+
+    Returns:
+        ``{"start": YYYY-MM-DD, "end": YYYY-MM-DD}``.
+    """
+    first_day = str(pd.Timestamp(ctx.transactions["invoice_date"].min()).date())
+    return {"start": first_day, "end": str((ctx.data_end - pd.Timedelta(days=1)).date())}
+
+
+def train_task(
+    ctx: Context, settings: Settings, task: str, horizon_weeks: int, say: Progress
+) -> TrainedTask:
+    """Train one model on all data before the data end, with its validation metrics.
+
+    Args:
+        ctx: Data context (:func:`load_context`).
+        settings: Settings (the seed).
+        task: ``demand`` or ``recs``.
+        horizon_weeks: Demand horizon.
+        say: Progress messages.
+
+    Returns:
+        The trained model, its validation metrics and registry extras.
+    """
+    t0 = time.perf_counter()
+    if task == "demand":
+        dmodel, info = train_demand(
+            ctx, ctx.data_end, DemandConfig(horizon=horizon_weeks, seed=settings.seed), say
+        )
+        extra = {"validation_origin": info["validation_origin"], "horizon_weeks": horizon_weeks}
+        return TrainedTask(task, dmodel, info["validation"], extra, time.perf_counter() - t0)
+    if task == "recs":
+        rmodel, rinfo = train_recs(ctx, ctx.data_end, RecsConfig(seed=settings.seed), say)
+        extra = {
+            "validation_cutoff": rinfo["validation_cutoff"],
+            "excluded_opted_out": rinfo["excluded_opted_out"],
+        }
+        return TrainedTask(task, rmodel, rinfo["validation"], extra, time.perf_counter() - t0)
+    raise ValueError(f"unknown task {task!r}; use demand or recs")
+
+
+def gate_task(task: str, validation: dict[str, dict[str, Any]], margin: float) -> GateResult:
+    """The success gate of one task on its validation window.
+
+    Args:
+        task: ``demand`` or ``recs``.
+        validation: ``{"model": metrics, baseline: metrics, ...}``.
+        margin: Required relative improvement over the best baseline.
+
+    Returns:
+        The :class:`shelfops.registry.GateResult`.
+    """
+    from shelfops.registry import success_gate
+
+    metric, lower_is_better = GATED_METRIC[task]
+    return success_gate(validation, metric, lower_is_better, margin)
+
+
+def registry_metadata(
+    trained: TrainedTask, gate: dict[str, Any], window: dict[str, str], settings: Settings
+) -> dict[str, Any]:
+    """Metadata stored with a registered model (metrics, baselines, gate, lineage).
+
+    Args:
+        trained: The trained task.
+        gate: ``GateResult.to_dict()``.
+        window: The data window (:func:`data_window`).
+        settings: Settings (the seed).
+
+    Returns:
+        The metadata dictionary.
+    """
+    from shelfops.registry import git_commit
+
+    demand = trained.task == "demand"
+    return {
+        "task": "demand" if demand else "recommendations",
+        "metrics": trained.validation["model"],
+        "baseline_metrics": {k: v for k, v in trained.validation.items() if k != "model"},
+        "gate": gate,
+        "data_window": window,
+        "feature_service": DEMAND_SERVICE if demand else RECS_SERVICE,
+        "git_commit": git_commit(),
+        "seed": settings.seed,
+        "training_seconds": trained.seconds,
+        **trained.extra,
+    }
+
+
+def register_task(task: str, model: Any, metadata: dict[str, Any]) -> str:
+    """Save a gated model into the BentoML store (BENTOML_HOME must be set).
+
+    Args:
+        task: ``demand`` or ``recs``.
+        model: Anything with ``save(path)``.
+        metadata: :func:`registry_metadata`.
+
+    Returns:
+        The model tag.
+    """
+    from shelfops.registry import DEMAND_MODEL, RECS_MODEL, save_model
+
+    name = DEMAND_MODEL if task == "demand" else RECS_MODEL
+    return save_model(name, model, metadata, labels={"task": task})
+
+
 def run_training(
     settings: Settings,
     horizon_weeks: int = 13,
@@ -646,101 +777,44 @@ def run_training(
     Returns:
         ``{task: {"gate", "tag", "validation", ...}}`` plus ``report``.
     """
-    from shelfops.registry import DEMAND_MODEL, RECS_MODEL, git_commit, save_model, success_gate
-
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     ctx = load_context(settings, say)
     cut = ctx.data_end
-    first_day = str(pd.Timestamp(ctx.transactions["invoice_date"].min()).date())
-    window = {"start": first_day, "end": str((cut - pd.Timedelta(days=1)).date())}
+    window = data_window(ctx)
     out: dict[str, Any] = {"data_window": window}
     report_parts: dict[str, Any] = {"cutoff": str(cut.date()), "data_end": window["end"]}
     recs_model: RecsModel | None = None
     recs_examples: dict[str, list[Any]] = {}
+    margins = {"demand": demand_margin, "recs": recs_margin}
 
-    def gate_and_register(
-        task: str,
-        model: Any,
-        info: dict[str, Any],
-        started_at: float,
-        metric: str,
-        lower_is_better: bool,
-        margin: float,
-        extra: dict[str, Any],
-    ) -> None:
-        """Gate a trained model on its validation window; register it only if it passes."""
-        validation = info["validation"]
-        baselines = {k: v for k, v in validation.items() if k != "model"}
-        gate = success_gate(validation, metric, lower_is_better, margin)
+    for task in ("demand", "recs"):
+        if task not in tasks:
+            continue
+        trained = train_task(ctx, settings, task, horizon_weeks, say)
+        validation = trained.validation
+        gate = gate_task(task, validation, margins[task])
         entry: dict[str, Any] = {
             "gate": gate.to_dict(),
             "message": gate.message(),
             "validation": validation,
             "tag": None,
-            "seconds": time.perf_counter() - started_at,
+            "seconds": trained.seconds,
         }
         if gate.passed and register:
-            service = DEMAND_SERVICE if task == "demand" else RECS_SERVICE
-            entry["tag"] = save_model(
-                DEMAND_MODEL if task == "demand" else RECS_MODEL,
-                model,
-                {
-                    "task": "demand" if task == "demand" else "recommendations",
-                    "metrics": validation["model"],
-                    "baseline_metrics": baselines,
-                    "gate": gate.to_dict(),
-                    "data_window": window,
-                    "feature_service": service,
-                    "git_commit": git_commit(),
-                    "seed": settings.seed,
-                    "training_seconds": entry["seconds"],
-                    **extra,
-                },
-                labels={"task": task},
-            )
+            meta = registry_metadata(trained, gate.to_dict(), window, settings)
+            entry["tag"] = register_task(task, trained.model, meta)
         out[task] = entry
         report_parts["demand" if task == "demand" else "recommendations"] = {
             "model": validation["model"],
-            "baselines": baselines,
+            "baselines": {k: v for k, v in validation.items() if k != "model"},
         }
-
-    if "demand" in tasks:
-        t0 = time.perf_counter()
-        dmodel, info = train_demand(
-            ctx, cut, DemandConfig(horizon=horizon_weeks, seed=settings.seed), say
-        )
-        gate_and_register(
-            "demand",
-            dmodel,
-            info,
-            t0,
-            "wrmsse",
-            True,
-            demand_margin,
-            {"validation_origin": info["validation_origin"], "horizon_weeks": horizon_weeks},
-        )
-    if "recs" in tasks:
-        t0 = time.perf_counter()
-        rmodel, rinfo = train_recs(ctx, cut, RecsConfig(seed=settings.seed), say)
-        gate_and_register(
-            "recs",
-            rmodel,
-            rinfo,
-            t0,
-            "recall@10",
-            False,
-            recs_margin,
-            {
-                "validation_cutoff": rinfo["validation_cutoff"],
-                "excluded_opted_out": rinfo["excluded_opted_out"],
-            },
-        )
-        recs_model = rmodel
-        some = _recs_rows(
-            ctx, sorted(_buyers_before(purchase_lines(ctx.transactions), cut))[:5], cut
-        )
-        recs_examples = rmodel.recommend(some, k=10, now=cut)
+        if task == "recs":
+            recs_model = trained.model
+            some = _recs_rows(
+                ctx, sorted(_buyers_before(purchase_lines(ctx.transactions), cut))[:5], cut
+            )
+            recs_examples = trained.model.recommend(some, k=10, now=cut)
     out = _clean_json(out)
     report_parts["wall_time_s"] = time.perf_counter() - started
     from shelfops.reports.html import write_report

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines v2 for ShelfOps: components, the training DAG, compiled YAML."""
