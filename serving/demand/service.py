@@ -16,7 +16,12 @@ from shelfops.serving.runtime import model_tag, open_server
 server, app = open_server("demand")
 
 
-@bentoml.service(name="shelfops-demand", http={"port": 8080}, traffic={"timeout": 30})
+@bentoml.service(
+    name="shelfops-demand",
+    http={"port": 8080},
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": False}},  # per-request lines cost latency; /metrics counts
+)
 @bentoml.asgi_app(app, path="/")
 class DemandService:
     """The demand model behind KServe V2 and friendly JSON endpoints."""

@@ -16,7 +16,12 @@ from shelfops.serving.runtime import model_tag, open_server
 server, app = open_server("recs")
 
 
-@bentoml.service(name="shelfops-recs", http={"port": 8080}, traffic={"timeout": 30})
+@bentoml.service(
+    name="shelfops-recs",
+    http={"port": 8080},
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": False}},  # per-request lines cost latency; /metrics counts
+)
 @bentoml.asgi_app(app, path="/")
 class RecsService:
     """The recs model behind KServe V2 and friendly JSON endpoints."""

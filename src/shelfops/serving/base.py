@@ -8,6 +8,7 @@ directly, through the ASGI app in process, and as real ``bentoml serve`` process
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -62,6 +63,9 @@ class ModelServer:
         self.loaded = False
         self.hooks: list[PredictionHook] = []
         self.closers: list[Callable[[], object]] = []
+        # One model computation at a time per process: the work is CPU-bound Python, so taking
+        # turns gives shorter tails than threads time-slicing the GIL. Store reads stay outside.
+        self.compute = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -80,10 +84,22 @@ class ModelServer:
         meta = model_dir / "metadata.json"
         self.metadata = json.loads(meta.read_text()) if meta.exists() else {}
         self._load(model_dir)
+        # The V2 route parses with kserve's protocol types; importing them takes about 1.5 s,
+        # which would otherwise land on the first requests.
+        import kserve.protocol.infer_type  # noqa: F401
+
+        hooks, self.hooks = self.hooks, []  # warm-up predictions are not traffic
+        try:
+            self._warm_up()
+        finally:
+            self.hooks = hooks
         self.loaded = True
 
     def _load(self, model_dir: Path) -> None:
         raise NotImplementedError
+
+    def _warm_up(self) -> None:
+        """Run each prediction path once before turning ready (first calls are slow)."""
 
     def close(self) -> None:
         """Release background resources and run the closers (e.g. flush the prediction log)."""

@@ -66,6 +66,12 @@ class DemandServer(ModelServer):
         self._refs: list[str] = []
         self._warm_from_offline()
 
+    def _warm_up(self) -> None:
+        """Forecast one product the server has seen (the model path), if any."""
+        code = next(iter(self.last_seen), None)
+        if code is not None:
+            self.forecast(ForecastRequest(stock_codes=[code], horizon=1))
+
     def close(self) -> None:
         """Stop the store threads."""
         if hasattr(self, "online"):
@@ -183,7 +189,8 @@ class DemandServer(ModelServer):
         by_code: dict[str, list[WeekForecast]] = {}
         if len(frame):
             frame["event_timestamp"] = origin
-            pred = self.predictor.predict(frame)
+            with self.compute:
+                pred = self.predictor.predict(frame)
             pred = pred[pred["step"] < len(weeks)]
             width = (pred["p90"] - pred["p10"]) / np.maximum(pred["p50"], 1.0)
             for conf in (1.0 / (1.0 + width)).to_numpy():

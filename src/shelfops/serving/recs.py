@@ -87,6 +87,18 @@ class RecsServer(ModelServer):
         )
         self._refresher.start()
 
+    def _warm_up(self) -> None:
+        """Score one synthetic personal row and serve one cold-start request."""
+        self.recommend(RecommendRequest(customer_id="shelfops-warm-up", k=10))
+        row = {
+            "customer_id": "shelfops-warm-up",
+            "opted_out_personalization": False,
+            "top_items": self.items[:3],
+            "top_item_counts": [2, 1, 1][: len(self.items[:3])],
+            "top_item_last_ts": [0] * len(self.items[:3]),
+        }
+        self.predictor.predict([row], k=30, now=pd.Timestamp.now())
+
     def close(self) -> None:
         """Stop the catalogue refresher and the store threads."""
         if hasattr(self, "_stop"):
@@ -177,35 +189,36 @@ class RecsServer(ModelServer):
         exclude = set(context.exclude_stock_codes) if context else set()
         category = context.category if context else None
         affinity = float(row.get("discount_affinity") or 0.0) if personal else 0.0
-        pool = min(len(self.items), req.k * 2 + 20)  # room for the rules to remove items
-        scored = (
-            self.predictor.predict([row], k=pool, now=pd.Timestamp.now())[req.customer_id]
-            if personal
-            else []
-        )
-        candidates = [
-            Candidate(r["stock_code"], float(r["score"]), r)
-            for r in scored
-            if r["score"] is not None
-            and r["stock_code"] not in exclude
-            and (category is None or r["category"] == category)
-        ]
-        kept = apply_rules(self.rules, candidates, self.catalog, affinity, req.k)
-        items = [
-            RecommendedItem(
-                stock_code=c.stock_code,
-                description=str(c.payload.get("description") or ""),
-                category=str(c.payload.get("category") or "Unknown"),
-                score=score,
-                reason=str(c.payload.get("reason") or ""),
-                boosted=boosted,
+        with self.compute:
+            pool = min(len(self.items), req.k * 2 + 20)  # room for the rules to remove items
+            scored = (
+                self.predictor.predict([row], k=pool, now=pd.Timestamp.now())[req.customer_id]
+                if personal
+                else []
             )
-            for c, score, boosted in kept
-        ]
-        if len(items) < req.k:
-            items += self._popular(
-                req.k - len(items), {i.stock_code for i in items} | exclude, category, affinity
-            )
+            candidates = [
+                Candidate(r["stock_code"], float(r["score"]), r)
+                for r in scored
+                if r["score"] is not None
+                and r["stock_code"] not in exclude
+                and (category is None or r["category"] == category)
+            ]
+            kept = apply_rules(self.rules, candidates, self.catalog, affinity, req.k)
+            items = [
+                RecommendedItem(
+                    stock_code=c.stock_code,
+                    description=str(c.payload.get("description") or ""),
+                    category=str(c.payload.get("category") or "Unknown"),
+                    score=score,
+                    reason=str(c.payload.get("reason") or ""),
+                    boosted=boosted,
+                )
+                for c, score, boosted in kept
+            ]
+            if len(items) < req.k:
+                items += self._popular(
+                    req.k - len(items), {i.stock_code for i in items} | exclude, category, affinity
+                )
         scores = [i.score for i in items if i.score is not None]
         if scores:
             confidence = float(np.mean([_sigmoid(s) for s in scores]))
