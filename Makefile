@@ -27,7 +27,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP) ## Create .venv and install ShelfOps with its dev tools
 
-quickstart: install ## Install, then run the main job on the local default
+quickstart: install ## Install, then generate data and run the training pipeline locally
 	$(BIN)/shelfops quickstart
 
 test-deps: install ## Install the services tests start for real (redis-server)
@@ -48,12 +48,15 @@ lint: install ## ruff (lint + format check) and mypy
 validate-k8s: install ## Lint and validate the Helm chart, manifests and workflows offline
 	bash scripts/validate-k8s.sh
 
-compile-pipelines: install ## Compile the Kubeflow pipelines to YAML
-	@echo "compile-pipelines: the Kubeflow pipeline lands with issue 4; nothing to compile yet"
+compile-pipelines: install ## Compile the Kubeflow pipelines to YAML (pipelines/compiled/, committed)
+	$(BIN)/shelfops pipeline compile --out pipelines/compiled/training_pipeline.yaml
 
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_backtest.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_monitoring.py
+	$(BIN)/python benchmarks/bench_serving.py
 
 clean: ## Remove local outputs (keeps .venv)
 	rm -rf local_outputs

@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from shelfops.cli import data, features, models, privacy
+from shelfops.cli import (
+    data,
+    features,
+    loadtest,
+    models,
+    monitor,
+    pipeline,
+    privacy,
+    rollout,
+    serve,
+)
 from shelfops.cli.common import console
 from shelfops.settings import Settings
 
@@ -20,6 +30,12 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(privacy.app, name="privacy")
+app.add_typer(rollout.app, name="rollout")
+app.add_typer(loadtest.app, name="loadtest")
+app.add_typer(monitor.app, name="monitor")
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(serve.bento_app, name="bento")
+app.command("serve")(serve.serve)
 models.register(app)
 
 
@@ -39,27 +55,22 @@ def main(
 
 @app.command()
 def quickstart(ctx: typer.Context) -> None:
-    """Run the main job on the local default: data, features, online store, trained models."""
+    """Run the main job locally: data, the training pipeline, monitoring references, canaries."""
     settings: Settings = ctx.obj
-    generated = settings.raw_dir / "generated"
     ctx.invoke(data.generate_cmd, ctx=ctx)
-    ctx.invoke(
-        data.ingest_cmd,
-        ctx=ctx,
-        transactions=generated / "transactions.csv",
-        customers=generated / "customers.csv",
-        products=generated / "products.csv",
-    )
-    ctx.invoke(features.apply_cmd, ctx=ctx)
-    ctx.invoke(features.materialize_cmd, ctx=ctx)
-    ctx.invoke(models.train, ctx=ctx)
+    ctx.invoke(pipeline.run_cmd, ctx=ctx)
+    for model in ("demand", "recs"):  # what `monitor check` compares live traffic with
+        ctx.invoke(monitor.reference_cmd, ctx=ctx, model=model)
+    rollout.quickstart_step(ctx)
     console.rule("[bold green]ShelfOps quickstart finished")
     console.print(f"everything lives under {settings.root}")
     console.print(f"  data quality report: {settings.reports_dir / 'data_quality.md'}")
     console.print(f"  clean tables:        {settings.clean_dir}")
     console.print(f"  feature store:       {settings.feast_dir}")
-    console.print(f"  training report:     {settings.reports_dir / 'training' / 'index.html'}")
-    console.print(f"  model store:         {settings.bentoml_home}")
+    console.print(f"  pipeline summary:    {settings.reports_dir / 'pipeline_run.json'}")
+    console.print(f"  pipeline artifacts:  {settings.root / 'pipeline_runs'}")
+    console.print(f"  model store, bentos: {settings.bentoml_home}")
+    console.print("  monitoring:          shelfops monitor check; shelfops monitor report")
 
 
 if __name__ == "__main__":
