@@ -57,10 +57,14 @@ def attach_monitoring(server: ModelServer) -> None:
     from shelfops.monitoring.store import PredictionLogger
 
     logger = PredictionLogger(server.settings)
-    meter = CostMeter(server.name, metrics=server.metrics, settings=server.settings)
+    meters: list[CostMeter] = []
 
     def record(prediction: dict[str, Any]) -> None:
-        meter.observe(1)
+        # The meter starts at the first prediction, after loading and warm-up, so start-up CPU
+        # is not billed to the first few predictions.
+        if not meters:
+            meters.append(CostMeter(server.name, metrics=server.metrics, settings=server.settings))
+        meters[0].observe(1)
         logger.log(**prediction)
 
     server.hooks.append(record)
