@@ -213,24 +213,34 @@ def _check_v2_shape(header: bytes) -> None:
             raise ValueError(f"input {name!r}: {len(flat)} values do not fit shape {shape}")
 
 
+def _strings(infer: Any, name: str) -> list[str]:
+    """The values of a required BYTES input, as text."""
+    tensor = infer.get_input_by_name(name)
+    if tensor is None:
+        raise BadRequest(f"the V2 request needs an input named {name!r} (BYTES, shape [n])")
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(tensor.data)]
+
+
+def _one_int(infer: Any, name: str, default: int) -> int:
+    """An optional input holding exactly one integer."""
+    tensor = infer.get_input_by_name(name)
+    if tensor is None:
+        return default
+    values = np.ravel(tensor.data)
+    if len(values) != 1 or not float(values[0]).is_integer():
+        raise BadRequest(f"{name!r} must be one integer")
+    return int(values[0])
+
+
 def _v2_recs_infer(server: Any, infer: Any) -> Any:
     from kserve.protocol.infer_type import InferOutput, InferResponse
 
-    ids_input = infer.get_input_by_name("customer_id")
-    if ids_input is None:
-        raise BadRequest("the V2 request needs an input named 'customer_id' (BYTES, shape [n])")
-    ids = [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(ids_input.data)]
+    ids = _strings(infer, "customer_id")
     if not ids or len(ids) > server.serving.max_batch:
         raise BadRequest(
             f"'customer_id' must hold 1 to {server.serving.max_batch} ids, got {len(ids)}", 413
         )
-    k_input = infer.get_input_by_name("k")
-    k = 10
-    if k_input is not None:
-        values = np.ravel(k_input.data)
-        if len(values) != 1 or not float(values[0]).is_integer():
-            raise BadRequest("'k' must be one integer")
-        k = int(values[0])
+    k = _one_int(infer, "k", 10)
     rows = [server.recommend(RecommendRequest(customer_id=c, k=k)) for c in ids]
     width = max(len(r.items) for r in rows)
     codes = [[i.stock_code for i in r.items] + [""] * (width - len(r.items)) for r in rows]
@@ -260,17 +270,8 @@ def _v2_recs_infer(server: Any, infer: Any) -> Any:
 def _v2_demand_infer(server: Any, infer: Any) -> Any:
     from kserve.protocol.infer_type import InferOutput, InferResponse
 
-    codes_input = infer.get_input_by_name("stock_code")
-    if codes_input is None:
-        raise BadRequest("the V2 request needs an input named 'stock_code' (BYTES, shape [n])")
-    codes = [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(codes_input.data)]
-    horizon_input = infer.get_input_by_name("horizon")
-    horizon = server.horizon
-    if horizon_input is not None:
-        values = np.ravel(horizon_input.data)
-        if len(values) != 1 or not float(values[0]).is_integer():
-            raise BadRequest("'horizon' must be one integer")
-        horizon = int(values[0])
+    codes = _strings(infer, "stock_code")
+    horizon = _one_int(infer, "horizon", server.horizon)
     if not codes:
         raise BadRequest("'stock_code' must hold at least one product code")
     result = server.forecast(ForecastRequest(stock_codes=codes, horizon=horizon))

@@ -144,10 +144,8 @@ class DemandServer(ModelServer):
         else:
             self.degraded(miss)
             forecasts = [self._baseline_forecast(c, weeks) for c in codes]
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        for forecast in forecasts:
-            if forecast.weeks:
-                self._log(rid, forecast, rows is None, latency_ms)
+        if self.hooks:
+            self._log(rid, forecasts, rows is None, (time.perf_counter() - started) * 1000.0)
         return ForecastResponse(
             request_id=rid,
             model_version=self.version,
@@ -156,27 +154,34 @@ class DemandServer(ModelServer):
             forecasts=forecasts,
         )
 
-    def _log(self, rid: str, forecast: ProductForecast, degraded: bool, latency_ms: float) -> None:
+    def _log(
+        self, rid: str, forecasts: list[ProductForecast], degraded: bool, latency_ms: float
+    ) -> None:
         """One monitoring record per product: its scalar inputs and its weekly quantiles."""
+        weeks = [{"stock_code": f.stock_code, **w.model_dump()} for f in forecasts for w in f.weeks]
+        if not weeks:
+            return
+        by_code: dict[str, list[dict[str, Any]]] = {}
+        for record in demand_outputs(pd.DataFrame(weeks))["forecasts"]:
+            by_code.setdefault(record["stock_code"], []).append(record)
         with self._lock:
-            row = self.last_seen.get(forecast.stock_code, {})
-        frame = pd.DataFrame([w.model_dump() for w in forecast.weeks])
-        frame["stock_code"] = forecast.stock_code
-        self.emit(
-            {
-                "model": self.name,
-                "model_version": self.version,
-                "request_id": rid,
-                "customer_id": None,
-                "features": {
-                    "stock_code": forecast.stock_code,
-                    **{k: v for k, v in row.items() if np.isscalar(v)},
-                },
-                "outputs": demand_outputs(frame),
-                "degraded": degraded,
-                "latency_ms": latency_ms,
-            }
-        )
+            seen = {code: self.last_seen.get(code, {}) for code in by_code}
+        for code, records in by_code.items():
+            self.emit(
+                {
+                    "model": self.name,
+                    "model_version": self.version,
+                    "request_id": rid,
+                    "customer_id": None,
+                    "features": {
+                        "stock_code": code,
+                        **{k: v for k, v in seen[code].items() if np.isscalar(v)},
+                    },
+                    "outputs": {"forecasts": records},
+                    "degraded": degraded,
+                    "latency_ms": latency_ms,
+                }
+            )
 
     def _model_forecasts(
         self, rows: dict[str, list[Any]], codes: list[str], origin: pd.Timestamp, weeks: list[str]

@@ -37,8 +37,15 @@ from shelfops.monitoring.store import recs_outputs
 from shelfops.predictors.recs import RecsPredictor
 from shelfops.serving.base import BadRequest, ModelServer
 from shelfops.serving.online import OnlineReader
-from shelfops.serving.rules import Candidate, CatalogEntry, MerchRules, allowed, apply_rules
-from shelfops.serving.rules import catalog_from_online as _catalog_from_online
+from shelfops.serving.rules import (
+    Candidate,
+    CatalogEntry,
+    MerchRules,
+    allowed,
+    apply_rules,
+    catalog_from_online,
+    is_surplus,
+)
 from shelfops.serving.schemas import RecommendedItem, RecommendRequest, RecommendResponse
 
 log = logging.getLogger(__name__)
@@ -139,7 +146,7 @@ class RecsServer(ModelServer):
         if rows is None:
             log.warning("catalogue refresh failed (%s); keeping the previous snapshot", reason)
             return False
-        self.catalog = _catalog_from_online(rows)
+        self.catalog = catalog_from_online(rows)
         return True
 
     def _refresh_loop(self) -> None:
@@ -232,18 +239,19 @@ class RecsServer(ModelServer):
             degraded_reason=miss or None,
             items=items,
         )
-        self.emit(
-            {
-                "model": self.name,
-                "model_version": self.version,
-                "request_id": rid,
-                "customer_id": req.customer_id,
-                "features": {k: v for k, v in row.items() if np.isscalar(v)},
-                "outputs": recs_outputs([i.model_dump() for i in items]),
-                "degraded": bool(miss),
-                "latency_ms": (time.perf_counter() - started) * 1000.0,
-            }
-        )
+        if self.hooks:  # building the record costs time; skip it when nobody listens
+            self.emit(
+                {
+                    "model": self.name,
+                    "model_version": self.version,
+                    "request_id": rid,
+                    "customer_id": req.customer_id,
+                    "features": {k: v for k, v in row.items() if np.isscalar(v)},
+                    "outputs": recs_outputs([i.model_dump() for i in items]),
+                    "degraded": bool(miss),
+                    "latency_ms": (time.perf_counter() - started) * 1000.0,
+                }
+            )
         return response
 
     def _popular(
@@ -261,7 +269,7 @@ class RecsServer(ModelServer):
             entry = self.catalog.get(code)
             if not allowed(self.rules, entry, affinity):
                 continue
-            boosted = entry is not None and entry.weeks_of_cover > self.rules.surplus_weeks_of_cover
+            boosted = is_surplus(self.rules, entry)
             out.append(
                 RecommendedItem(
                     stock_code=code,

@@ -170,6 +170,11 @@ def allowed(rules: MerchRules, entry: CatalogEntry | None, discount_affinity: fl
     return not (entry.marked_down and discount_affinity < rules.markdown_min_affinity)
 
 
+def is_surplus(rules: MerchRules, entry: CatalogEntry | None) -> bool:
+    """Whether an item holds more weeks of stock than the surplus threshold."""
+    return entry is not None and entry.weeks_of_cover > rules.surplus_weeks_of_cover
+
+
 def apply_rules(
     rules: MerchRules,
     candidates: Iterable[Candidate],
@@ -196,7 +201,7 @@ def apply_rules(
         entry = catalog.get(cand.stock_code)
         if not allowed(rules, entry, discount_affinity):
             continue
-        boosted = entry is not None and entry.weeks_of_cover > rules.surplus_weeks_of_cover
+        boosted = is_surplus(rules, entry)
         kept.append((cand, cand.score + (rules.surplus_boost if boosted else 0.0), boosted))
     kept.sort(key=lambda t: -t[1])
     return kept[:k]
