@@ -30,14 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "benchmarks" / "locust_serving.py"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() else []
 
@@ -104,6 +96,7 @@ def main() -> int:
     home = args.home.resolve()
     _ensure_models(home)
     sys.path.insert(0, str(ROOT / "src"))
+    from shelfops.rollout.processes import free_port
     from shelfops.serving.package import project_root, serve_command, wait_ready
     from shelfops.settings import Settings
 
@@ -114,7 +107,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         try:
-            ours_port, peer_port = _free_port(), _free_port()
+            ours_port, peer_port = free_port(), free_port()
             argv, env = serve_command(settings, "recs", ours_port)
             logs = out / "ours.log"
             procs.append(

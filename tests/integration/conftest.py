@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,14 +14,8 @@ from tests.conftest import make_home
 
 from shelfops.data.ingest import load_clean
 from shelfops.features.build import build_feature_tables
+from shelfops.rollout.processes import free_port
 from shelfops.settings import Settings
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture()

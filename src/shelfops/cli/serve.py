@@ -119,20 +119,25 @@ def build(
 ) -> None:
     """Build Bentos offline from serving/<model>/bentofile.yaml."""
     from shelfops.registry import use_bentoml_home
-    from shelfops.serving.package import PackagingError, build_bento, export_bento
+    from shelfops.serving.package import PackagingError, build_bentos, export_bento
 
     settings = settings_from(ctx)
     use_bentoml_home(settings)
-    for name in _models(model):
-        with progress(f"building the {name} Bento") as bar:
-            bar.add_task(f"bentoml build shelfops-{name}", total=None)
-            try:
-                tag = build_bento(settings, name, model_tag if model != "all" else None)
-                archive = (
-                    export_bento(settings, tag, export / f"{tag.replace(':', '-')}.bento")
-                    if export
-                    else None
-                )
-            except PackagingError as exc:
-                raise fail(str(exc)) from exc
+    names = _models(model)
+    with progress(f"building {', '.join(f'shelfops-{n}' for n in names)}") as bar:
+        bar.add_task("bentoml build", total=None)
+        try:
+            tags = build_bentos(settings, {n: model_tag if model != "all" else None for n in names})
+            archives = (
+                {
+                    n: export_bento(settings, tag, export / f"{tag.replace(':', '-')}.bento")
+                    for n, tag in tags.items()
+                }
+                if export
+                else {}
+            )
+        except PackagingError as exc:
+            raise fail(str(exc)) from exc
+    for name, tag in tags.items():
+        archive = archives.get(name)
         console.print(f"[green]built[/] {tag}" + (f" -> {archive}" if archive else ""))

@@ -348,12 +348,10 @@ def package_step(home: str, tags: dict[str, str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     settings = settings_for(home)
     use_bentoml_home(settings)
-    from shelfops.serving.package import build_bento
+    from shelfops.serving.package import build_bentos
 
     bentos = dict.fromkeys(TASKS, "")
-    for task, tag in tags.items():
-        if tag:
-            bentos[task] = build_bento(settings, task, tag)
+    bentos.update(build_bentos(settings, {task: tag for task, tag in tags.items() if tag}))
     return {"bentos": bentos, "compute_s": time.perf_counter() - t0}
 
 

@@ -2,7 +2,7 @@
 
 * :func:`serve_command` gives the argv and environment of one ``bentoml serve`` process for a
   model revision on loopback (``shelfops serve``, the local rollout runtime and tests use it).
-* :func:`build_bento` builds the Bento offline (the shelfops wheel first, then
+* :func:`build_bentos` builds Bentos offline (the shelfops wheel first, then
   ``bentoml build`` of ``serving/<model>/bentofile.yaml``); :func:`export_bento` writes the
   ``.bento`` archive, a complete container build context for the KServe custom container.
 """
@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from shelfops.serving.runtime import check_model
@@ -183,46 +183,52 @@ def build_wheel(root: Path | None = None) -> Path:
     return wheels[-1]
 
 
-def build_bento(settings: Settings, model: str, model_tag: str | None = None) -> str:
-    """Build the Bento of ``model`` offline, packing the given (default newest) model version.
+def build_bentos(settings: Settings, tags: Mapping[str, str | None]) -> dict[str, str]:
+    """Build the Bentos of several models offline, sharing one shelfops wheel.
 
     Args:
-        settings: Settings; the Bento lands in ``settings.bentoml_home``.
-        model: ``recs`` or ``demand``.
-        model_tag: Registry tag to pack (default: the newest version).
+        settings: Settings; the Bentos land in ``settings.bentoml_home``.
+        tags: ``{model: registry tag to pack}``; None packs the newest version.
 
     Returns:
-        The Bento tag, ``shelfops-<model>:<version>``.
+        ``{model: Bento tag}`` (``shelfops-<model>:<version>``).
 
     Raises:
         PackagingError: The wheel or ``bentoml build`` failed (the message has their output).
     """
     root = project_root()
-    env = _env(settings)
-    env["SHELFOPS_SERVING_MODEL_TAG"] = model_tag or default_tag(model)
+    built: dict[str, str] = {}
     with _build_lock(root):  # the wheel in dist/ is shared: one build at a time
         build_wheel(root)
-        out = _run(
-            [
-                str(Path(sys.executable).with_name("bentoml")),
-                "build",
-                "-f",
-                str(root / "serving" / model / "bentofile.yaml"),
-                "--output",
-                "tag",
-                str(root),
-            ],
-            env,
-            root,
-            f"bentoml build of {bento_name(model)}",
-        )
-    tag = next(
-        (line.split("__tag__:", 1)[1].strip() for line in out.splitlines() if "__tag__:" in line),
-        out.strip().splitlines()[-1] if out.strip() else "",
-    )
-    if not tag.startswith(bento_name(model)):
-        raise PackagingError(f"bentoml build printed no Bento tag:\n{out[-500:]}")
-    return tag
+        for model, model_tag in tags.items():
+            env = _env(settings)
+            env["SHELFOPS_SERVING_MODEL_TAG"] = model_tag or default_tag(model)
+            out = _run(
+                [
+                    str(Path(sys.executable).with_name("bentoml")),
+                    "build",
+                    "-f",
+                    str(root / "serving" / check_model(model) / "bentofile.yaml"),
+                    "--output",
+                    "tag",
+                    str(root),
+                ],
+                env,
+                root,
+                f"bentoml build of {bento_name(model)}",
+            )
+            tag = next(
+                (
+                    line.split("__tag__:", 1)[1].strip()
+                    for line in out.splitlines()
+                    if "__tag__:" in line
+                ),
+                out.strip().splitlines()[-1] if out.strip() else "",
+            )
+            if not tag.startswith(bento_name(model)):
+                raise PackagingError(f"bentoml build printed no Bento tag:\n{out[-500:]}")
+            built[model] = tag
+    return built
 
 
 def export_bento(settings: Settings, tag: str, target: Path) -> Path:

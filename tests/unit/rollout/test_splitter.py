@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,15 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 from starlette.testclient import TestClient
 
+from shelfops.rollout.processes import free_port
 from shelfops.rollout.splitter import Route, Splitter, build_app, order_candidates
 
 pytestmark = pytest.mark.unit
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _upstream(name: str) -> Starlette:
@@ -50,7 +44,7 @@ def upstreams() -> Iterator[dict[str, str]]:
     """Two stand-in revisions (a, b) served by uvicorn on loopback."""
     servers, urls = [], {}
     for name in ("a", "b"):
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(_upstream(name), host="127.0.0.1", port=port, log_level="error")
         )
@@ -102,7 +96,7 @@ def test_proxy_reload_swaps_routes_atomically(tmp_path: Path, upstreams: dict[st
 def test_refused_connection_fails_over(tmp_path: Path, upstreams: dict[str, str]) -> None:
     """A revision that refuses connections is skipped: the request is served by the other one."""
     routes = tmp_path / "routes.json"
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     _write(routes, [("dead", dead, 100), ("b", upstreams["b"], 0)])
     with TestClient(build_app(Splitter("recs", routes))) as client:
         assert {client.get("/x").json()["served_by"] for _ in range(10)} == {"b"}
