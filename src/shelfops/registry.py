@@ -1,4 +1,4 @@
-"""Model registry on the BentoML model store, and the minimum viable success gate.
+"""Model registry on the BentoML model store (the success gate lives in ``shelfops.training.gate``).
 
 Models are saved with ``bentoml.models.create`` (a folder the model writes into) with metadata:
 metrics, baseline metrics, data window, FeatureService name, git commit, seed and training time.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,82 +56,6 @@ def git_commit(cwd: Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """Outcome of the success gate."""
-
-    passed: bool
-    metric: str
-    model: float
-    best_baseline: str
-    baseline: float
-    improvement: float
-    margin: float
-
-    def message(self) -> str:
-        """One human line with the numbers."""
-        verdict = "accepted" if self.passed else "rejected"
-        return (
-            f"{verdict}: {self.metric} model {self.model:.4f} vs best baseline "
-            f"{self.best_baseline} {self.baseline:.4f} (improvement {self.improvement:+.1%}, "
-            f"required {self.margin:+.1%})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able copy."""
-        return {
-            "passed": self.passed,
-            "metric": self.metric,
-            "model": self.model,
-            "best_baseline": self.best_baseline,
-            "baseline": self.baseline,
-            "improvement": self.improvement,
-            "margin": self.margin,
-        }
-
-
-def success_gate(
-    validation: dict[str, dict[str, Any]], metric: str, lower_is_better: bool, margin: float
-) -> GateResult:
-    """Does the model beat the *best* baseline on the validation window by ``margin``?
-
-    Args:
-        validation: ``{"model": metrics, baseline: metrics, ...}`` on the validation window.
-        metric: The gated metric (``wrmsse`` or ``recall@10``).
-        lower_is_better: True for errors.
-        margin: Required relative improvement (0.05 = 5%).
-
-    Returns:
-        The gate result.
-    """
-    model = float(validation["model"][metric])
-    baselines = {
-        k: float(v[metric])
-        for k, v in validation.items()
-        if k != "model" and v.get(metric) is not None
-    }
-    if not baselines:
-        raise ValueError("the gate needs at least one baseline")
-    pick = min if lower_is_better else max
-    best = pick(baselines, key=lambda k: baselines[k])
-    base = baselines[best]
-    if base == 0:
-        improvement = 0.0
-    elif lower_is_better:
-        improvement = (base - model) / abs(base)
-    else:
-        improvement = (model - base) / abs(base)
-    return GateResult(
-        passed=bool(improvement >= margin),
-        metric=metric,
-        model=model,
-        best_baseline=best,
-        baseline=base,
-        improvement=float(improvement),
-        margin=margin,
-    )
 
 
 def _primitive(obj: Any) -> Any:

@@ -177,7 +177,7 @@ def train(
     from shelfops.registry import use_bentoml_home
 
     use_bentoml_home(settings)  # before bentoml is imported
-    from shelfops.evaluation.backtest import run_training
+    from shelfops.training.run import run_training
 
     tasks = tuple(task or ["demand", "recs"])
     bad = [t for t in tasks if t not in ("demand", "recs")]

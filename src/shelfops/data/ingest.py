@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from shelfops.data.consent import resolve_consent
 from shelfops.data.contracts import (
     CUSTOMERS,
     NON_PRODUCT_CODES,
@@ -40,7 +41,6 @@ from shelfops.data.contracts import (
 )
 from shelfops.settings import QualityThresholds
 
-ConsentPolicy = str  # "opt_out" | "opt_in"
 ProgressFn = Callable[[str], None]
 
 
@@ -396,23 +396,6 @@ def clean_products(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve_consent(customers: pd.DataFrame, policy: ConsentPolicy) -> pd.DataFrame:
-    """Turn missing consent into a decision by policy and record whether a record existed.
-
-    Under ``opt_out`` (the CCPA default) a customer without a record is allowed; under ``opt_in``
-    a customer without a record is treated as opted out of both sale and personalization.
-    """
-    if policy not in ("opt_out", "opt_in"):
-        raise ValueError(f"unknown consent policy {policy!r}; use opt_out or opt_in")
-    out = customers.copy()
-    recorded = out["opted_out_sale"].notna() & out["opted_out_personalization"].notna()
-    default = policy == "opt_in"
-    for col in ("opted_out_sale", "opted_out_personalization"):
-        out[col] = out[col].fillna(default).astype(bool)
-    out["consent_recorded"] = recorded.astype(bool)
-    return out
-
-
 def derive_customers(tx: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
     """Customers seen in transactions but not in the customers table (no consent record)."""
     sales = tx[tx["customer_id"].notna()]
@@ -490,7 +473,7 @@ def build_report(
     products: pd.DataFrame,
     prod_reasons: pd.Series | None,
     as_of: pd.Timestamp,
-    policy: ConsentPolicy,
+    policy: str,
     sources: dict[str, str],
 ) -> dict[str, Any]:
     """Summarise an import: counts that reconcile, completeness, consent and freshness."""
@@ -661,7 +644,7 @@ def ingest(
     *,
     customers_path: Path | None = None,
     products_path: Path | None = None,
-    policy: ConsentPolicy = "opt_out",
+    policy: str = "opt_out",
     thresholds: QualityThresholds | None = None,
     as_of: dt.datetime | None = None,
     encoding: str = "utf-8",

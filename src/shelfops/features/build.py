@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shelfops.data.consent import personalizable_customers
 from shelfops.data.parquet import write_parquet_us
 
 HISTORY_WEEKS = 52
@@ -202,11 +203,7 @@ def customer_behaviour_features(
 
     Customers opted out of personalization are left out entirely.
     """
-    allowed = set(
-        customers.loc[~customers["opted_out_personalization"].astype(bool), "customer_id"].astype(
-            str
-        )
-    )
+    allowed = personalizable_customers(customers)
     lines = product_sales_lines(transactions)
     lines = lines[~lines["is_cancellation"] & lines["customer_id"].notna()]
     lines = lines[lines["customer_id"].astype(str).isin(allowed)].copy()

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from shelfops.data.consent import rows_allowed
 from shelfops.models.demand import set_determinism
 from shelfops.models.training import EarlyStopping
 
@@ -46,7 +47,6 @@ class RecsConfig:
     items_feature: str = "top_items"
     counts_feature: str = "top_item_counts"
     last_ts_feature: str = "top_item_last_ts"
-    opt_out_feature: str = "opted_out_personalization"
     favourite_feature: str = "favourite_category"
     neighbours: int = 30
     co_candidates: int = 40
@@ -550,10 +550,7 @@ class RecsModel:
 
     def personal_allowed(self, rows: pd.DataFrame) -> np.ndarray:
         """Which rows may get personalised results (consent and any history)."""
-        out = np.ones(len(rows), bool)
-        col = self.config.opt_out_feature
-        if col in rows:
-            out &= ~rows[col].astype("boolean").fillna(False).to_numpy(bool)
+        out = rows_allowed(rows)
         items = rows.get(self.config.items_feature, None)
         if items is not None:
             out &= np.array([len(_as_list(v)) > 0 for v in items])

@@ -185,7 +185,8 @@ def train_step(home: str, task: str, selection: str, horizon_weeks: int, model_o
     Returns:
         ``metadata`` and ``compute_s``.
     """
-    from shelfops.evaluation.backtest import data_window, load_context, train_task
+    from shelfops.training.context import data_window, load_context
+    from shelfops.training.run import train_task
 
     if selection not in SELECTIONS:
         raise StepError(f"unknown model selection {selection!r}; use one of {SELECTIONS}")
@@ -236,7 +237,7 @@ def evaluate_step(
         ``passed`` (every trained model passed), ``reason``, ``metrics`` (flat, numeric),
         ``summary`` (the gated figures), ``report`` (markdown) and ``compute_s``.
     """
-    from shelfops.evaluation.backtest import GATED_METRIC, gate_task
+    from shelfops.training.gate import GATED_METRIC, gate_task
 
     t0 = time.perf_counter()
     gates: dict[str, Any] = {}
@@ -248,7 +249,9 @@ def evaluate_step(
         record = _trained(folder)
         if record is None:
             continue
-        gate = gate_task(task, record["validation"], margins[task])
+        extra = record["extra"]
+        origin = str(extra.get("validation_origin") or extra.get("validation_cutoff"))
+        gate = gate_task(task, {origin: record["validation"]}, margins[task])
         gates[task] = {**gate.to_dict(), "message": gate.message()}
         metric = GATED_METRIC[task][0]
         for name, values in record["validation"].items():
@@ -307,7 +310,7 @@ def register_step(home: str, models: dict[str, Path], gates_file: Path) -> dict[
     use_bentoml_home(settings)  # before bentoml is imported
     import bentoml
 
-    from shelfops.evaluation.backtest import TrainedTask, register_task, registry_metadata
+    from shelfops.training.register import TrainedTask, register_task, registry_metadata
 
     t0 = time.perf_counter()
 

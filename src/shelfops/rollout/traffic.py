@@ -33,6 +33,7 @@ def build_sample(settings: Settings, size: int = 500, seed: int | None = None) -
     """
     import pandas as pd
 
+    from shelfops.data.consent import personalizable_customers
     from shelfops.data.ingest import load_clean
 
     tables = load_clean(settings.root)
@@ -41,8 +42,8 @@ def build_sample(settings: Settings, size: int = 500, seed: int | None = None) -
     rng_seed = settings.seed if seed is None else seed
     buyers = tx.dropna(subset=["customer_id"]).groupby("customer_id")["invoice"].nunique()
     customers = tables["customers"]
-    allowed = set(customers.loc[~customers["opted_out_personalization"], "customer_id"])
-    buyers = buyers[buyers.index.isin(allowed)]
+    allowed = personalizable_customers(customers)
+    buyers = buyers[buyers.index.astype(str).isin(allowed)]
     drawn = buyers.sample(n=size, replace=True, weights=buyers, random_state=rng_seed)
     recent = tx[tx["invoice_date"] >= tx["invoice_date"].max() - pd.Timedelta(weeks=13)]
     units = recent.groupby("stock_code")["quantity"].sum().clip(lower=1)

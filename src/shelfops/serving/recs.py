@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
 from shelfops.features.definitions import (
     BEHAVIOUR_VIEW,
     CATALOG_VIEW,
@@ -161,7 +162,7 @@ class RecsServer(ModelServer):
         consent, reason = self.online.read(self._refs[CONSENT_VIEW], entity)
         if consent is None:
             return {"customer_id": customer_id}, False, reason
-        if bool(consent.get("opted_out_personalization", [False])[0]):
+        if not personalization_allowed(consent.get(PERSONALIZATION_OPT_OUT, [False]))[0]:
             return {"customer_id": customer_id, "opted_out_personalization": True}, False, ""
         behaviour, reason = self.online.read(self._refs[BEHAVIOUR_VIEW], entity)
         if behaviour is None:

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from tests.conftest import make_home
 
-from shelfops.data.ingest import load_clean, resolve_consent
+from shelfops.data.consent import resolve_consent
+from shelfops.data.ingest import load_clean
 from shelfops.features.build import customer_behaviour_features, weekly_sales
 
 pytestmark = pytest.mark.unit

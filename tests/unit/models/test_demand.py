@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shelfops.evaluation.backtest import _score_demand
+from shelfops.evaluation.scoring import score_demand
 from shelfops.features.definitions import DEMAND_SERVICE
 from shelfops.models.baselines import demand_baselines, wide_panel
 from shelfops.models.demand import DemandConfig, DemandModel, fit_demand
@@ -63,7 +63,7 @@ def test_yearly_seasonality_is_learned(fake_source_cls: Any, make_panel: Any) ->
     cutoff = pd.Timestamp("2022-01-03") + pd.Timedelta(weeks=148)
     model, test = _fit(panel, source, cutoff, horizon=8)
     codes = sorted(units)
-    scores = _score_demand(
+    scores = score_demand(
         {"model": model.predict(test), **demand_baselines(panel, cutoff, codes, 8)},
         panel,
         cutoff,

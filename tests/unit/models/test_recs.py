@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shelfops.evaluation.backtest import Context, train_recs
 from shelfops.features.definitions import RECS_SERVICE
 from shelfops.models.recs import RecsConfig, item_stats, purchase_lines
 from shelfops.predictors.recs import RecsPredictor
+from shelfops.training.context import Context
+from shelfops.training.recs import train_recs
 
 pytestmark = pytest.mark.unit
 

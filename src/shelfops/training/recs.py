@@ -1,0 +1,111 @@
+"""Training the recommender on several cutoffs strictly before a cutoff."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pandas as pd
+
+from shelfops.data.consent import drop_opted_out, opted_out_count
+from shelfops.evaluation.scoring import score_recs
+from shelfops.features.definitions import RECS_SERVICE
+from shelfops.models.recs import (
+    RecsConfig,
+    RecsModel,
+    TrainingSlice,
+    first_baskets,
+    fit_recs,
+    item_stats,
+    purchase_lines,
+)
+from shelfops.training.context import WEEK, Context, Progress, recs_rows
+
+
+def buyers_before(lines: pd.DataFrame, at: pd.Timestamp) -> set[str]:
+    """Customers with a purchase before ``at``."""
+    return set(
+        lines.loc[
+            (lines["invoice_date"] < at) & lines["customer_id"].notna(), "customer_id"
+        ].astype(str)
+    )
+
+
+def recs_slice(
+    ctx: Context,
+    lines: pd.DataFrame,
+    items: list[str],
+    at: pd.Timestamp,
+    label_end: pd.Timestamp,
+    config: RecsConfig,
+) -> TrainingSlice:
+    """A training or evaluation slice at ``at``.
+
+    First baskets before ``label_end`` of consenting customers seen before ``at``, their
+    features and the item statistics as of ``at``.
+    """
+    targets = first_baskets(lines, at, label_end, buyers_before(lines, at))
+    rows = drop_opted_out(recs_rows(ctx, sorted(targets), at))
+    allowed = set(rows["customer_id"].astype(str))
+    targets = {c: t for c, t in targets.items() if c in allowed}
+    stats = item_stats(lines, ctx.products, at, items, config)
+    return TrainingSlice(cutoff=at, rows=rows, stats=stats, targets=targets)
+
+
+def train_recs(
+    ctx: Context, cutoff: pd.Timestamp, config: RecsConfig, say: Progress
+) -> tuple[RecsModel, dict[str, Any]]:
+    """Train the recommender on several cutoffs strictly before ``cutoff``.
+
+    Phase 1 trains on cutoffs 2..n (targets before the validation cutoff) and early-stops on the
+    validation cutoff (``cutoff`` minus the spacing, targets before ``cutoff``); phase 2 refits
+    on all cutoffs for the best epoch count.
+
+    Args:
+        ctx: Data context.
+        cutoff: Nothing on or after it is read.
+        config: Hyper-parameters.
+        say: Progress messages.
+
+    Returns:
+        The model (serving with item statistics as of ``cutoff``) and validation metrics.
+    """
+    lines = purchase_lines(ctx.transactions)
+    lines = lines[lines["invoice_date"] < cutoff]
+    items = sorted(lines["stock_code"].unique().tolist())
+    features = ctx.source.feature_names(RECS_SERVICE)
+    sp = config.cutoff_spacing_weeks * WEEK
+    cuts = [cutoff - k * sp for k in range(1, config.train_cutoffs + 1)]
+    first = lines["invoice_date"].min()
+    cuts = [c for c in cuts if c > first + 4 * WEEK] or [cutoff - sp]
+    t0 = time.perf_counter()
+    valid = recs_slice(ctx, lines, items, cuts[0], cutoff, config)
+    phase1 = [recs_slice(ctx, lines, items, c, cuts[0], config) for c in cuts[1:]]
+    ctx.timings["recs_features_s"] = time.perf_counter() - t0
+    say(
+        f"recs: {sum(len(s.targets) for s in phase1):,} training baskets, "
+        f"{len(valid.targets):,} validation baskets"
+    )
+    m1 = fit_recs(phase1 or [valid], valid.stats, features, config, valid=[valid] if phase1 else [])
+    val, _ = score_recs(lines, valid, m1)
+    say(f"recs: best epoch {m1.history['best_epoch']}, refitting to the cutoff")
+    refit = [valid, *[recs_slice(ctx, lines, items, c, cutoff, config) for c in cuts[1:]]]
+    final_stats = item_stats(lines, ctx.products, cutoff, items, config)
+    model = fit_recs(
+        refit, final_stats, features, config, epochs=max(1, int(m1.history["best_epoch"]))
+    )
+    model.history["validation_best_epoch"] = m1.history["best_epoch"]
+    model.history["valid_loss"] = m1.history["valid_loss"]
+    return model, {
+        "validation": val,
+        "validation_cutoff": str(cuts[0].date()),
+        "training_customers": int(sum(len(s.targets) for s in refit)),
+        "excluded_opted_out": opted_out_count(ctx.customers),
+    }
+
+
+def _opted_out_count(ctx: Context) -> int:
+    c = ctx.customers
+    if "opted_out_personalization" not in c:
+        return 0
+    return int(c["opted_out_personalization"].astype("boolean").fillna(False).sum())
