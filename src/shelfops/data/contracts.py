@@ -144,7 +144,13 @@ PRODUCTS = Contract(
         Column("description", "string", True, ("Description", "name")),
         Column("category", "string", True, ("Category",)),
         Column("price", "float64", True, ("list_price", "Price"), "Current list price."),
-        Column("markdown_count", "int64", True, ("markdowns",), "Markdowns taken so far."),
+        Column(
+            "markdown_count",
+            "int64",
+            True,
+            ("markdowns",),
+            "Clearance markdowns taken so far (not promotions).",
+        ),
         Column("inventory_on_hand", "int64", True, ("inventory", "stock_on_hand")),
         Column("launch_date", "datetime", True, ("LaunchDate",)),
         Column(

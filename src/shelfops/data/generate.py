@@ -658,7 +658,7 @@ def _price_factors(
     week_starts: pd.DatetimeIndex,
     doy: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Price paid relative to list price per product-week, and markdowns taken up to each week."""
+    """Price paid relative to list price per product-week, and clearance markdowns taken so far."""
     n, n_weeks = len(products["code"]), len(week_starts)
     factor = np.ones((n, n_weeks))
     weeks = np.arange(n_weeks)
@@ -674,12 +674,11 @@ def _price_factors(
         for s in rng.integers(0, n_weeks, size=n_promos[i]):
             length = int(rng.integers(2, 4))
             factor[i, s : s + length] = np.minimum(factor[i, s : s + length], 0.8)
-            episodes[i, s] += 1
     # Black Friday week and the January sale are sitewide.
     black_friday, january = _black_friday(doy), _january_sale(doy)
     factor[:, black_friday] = np.minimum(factor[:, black_friday], 0.85)
     factor[:, january] = np.minimum(factor[:, january], 0.8)
-    episodes[:, np.flatnonzero(black_friday | january)] += 1
+    # Promotions are temporary: only the clearance steps above count as markdowns.
     markdown_count = np.cumsum(episodes, axis=1).astype(int)
     return factor, markdown_count
 

@@ -330,9 +330,11 @@ def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.
 
     Returns:
         ``stock_code, event_timestamp, category, inventory_on_hand, markdown_count, discontinued,
-        marked_down, weeks_of_cover``. ``marked_down`` means last selling week's average price
-        was below ``MARKDOWN_THRESHOLD`` of list price; ``weeks_of_cover`` is inventory over the
-        mean weekly units of the last 13 weeks.
+        on_clearance, on_promotion, weeks_of_cover``. An item whose last selling week's average
+        price was below ``MARKDOWN_THRESHOLD`` of list price is ``on_clearance`` when it has taken
+        at least one clearance markdown (``markdown_count`` counts only those) and otherwise
+        ``on_promotion`` (an item promo or a sitewide sale such as Black Friday: temporary, not a
+        markdown). ``weeks_of_cover`` is inventory over the mean weekly units of the last 13 weeks.
     """
     data_end = panel["week_start"].max() + pd.Timedelta(days=7) if len(panel) else None
     recent = (
@@ -358,8 +360,12 @@ def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.
     else:
         discontinued = discontinue.notna()
     with np.errstate(invalid="ignore", divide="ignore"):
-        marked = np.nan_to_num(paid / list_price, nan=1.0) < MARKDOWN_THRESHOLD
+        below_list = np.nan_to_num(paid / list_price, nan=1.0) < MARKDOWN_THRESHOLD
         cover = np.where(weekly > 0, inventory.to_numpy(float) / np.maximum(weekly, 1e-9), 999.0)
+    markdowns = (
+        pd.to_numeric(products["markdown_count"], errors="coerce").fillna(0).astype("int64")
+    ).to_numpy()
+    clearance = below_list & (markdowns > 0)
     return pd.DataFrame(
         {
             "stock_code": codes.to_numpy(),
@@ -368,12 +374,10 @@ def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.
             ),
             "category": products["category"].fillna("Unknown").astype(str).to_numpy(),
             "inventory_on_hand": inventory.astype("int64").to_numpy(),
-            "markdown_count": pd.to_numeric(products["markdown_count"], errors="coerce")
-            .fillna(0)
-            .astype("int64")
-            .to_numpy(),
+            "markdown_count": markdowns,
             "discontinued": discontinued.to_numpy(bool),
-            "marked_down": marked,
+            "on_clearance": clearance,
+            "on_promotion": below_list & ~clearance,
             "weeks_of_cover": np.minimum(cover, 999.0).astype("float32"),
         }
     )

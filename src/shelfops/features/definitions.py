@@ -121,7 +121,8 @@ def build_definitions(features_dir: Path) -> list[object]:
             Field(name="inventory_on_hand", dtype=Int64),
             Field(name="markdown_count", dtype=Int64),
             Field(name="discontinued", dtype=Bool),
-            Field(name="marked_down", dtype=Bool),
+            Field(name="on_clearance", dtype=Bool),
+            Field(name="on_promotion", dtype=Bool),
             Field(name="weeks_of_cover", dtype=Float32),
         ],
         source=FileSource(

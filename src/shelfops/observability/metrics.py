@@ -23,6 +23,7 @@ MODEL_ACCURACY: Final = "shelfops_model_accuracy"
 FEATURE_DRIFT_PSI: Final = "shelfops_feature_drift_psi"
 COST_PER_1K: Final = "shelfops_cost_per_1k_predictions_usd"
 COST_BUDGET_PER_1K: Final = "shelfops_cost_budget_per_1k_usd"
+RULE_REMOVALS: Final = "shelfops_rule_removals_total"
 
 EXPORTED_METRIC_NAMES: Final[tuple[str, ...]] = (
     REQUEST_DURATION,
@@ -33,6 +34,7 @@ EXPORTED_METRIC_NAMES: Final[tuple[str, ...]] = (
     FEATURE_DRIFT_PSI,
     COST_PER_1K,
     COST_BUDGET_PER_1K,
+    RULE_REMOVALS,
 )
 """Exposition names as PromQL sees them (histograms add ``_bucket``/``_count``/``_sum``)."""
 
@@ -71,6 +73,8 @@ class ServingMetrics:
         feature_drift_psi: Population stability index of each input feature against training.
         cost_per_1k_predictions_usd: Estimated serving cost per 1,000 predictions.
         cost_budget_per_1k_usd: The configured budget per 1,000 predictions.
+        rule_removals: Recommendation candidates a merchandising rule removed, by model, rule
+            and the list they were removed from (personal or popularity).
     """
 
     request_duration: Histogram
@@ -81,6 +85,7 @@ class ServingMetrics:
     feature_drift_psi: Gauge
     cost_per_1k_predictions_usd: Gauge
     cost_budget_per_1k_usd: Gauge
+    rule_removals: Counter
 
 
 def build_metrics(registry: CollectorRegistry) -> ServingMetrics:
@@ -142,6 +147,12 @@ def build_metrics(registry: CollectorRegistry) -> ServingMetrics:
             COST_BUDGET_PER_1K,
             "Budgeted serving cost in USD per 1,000 predictions.",
             ("model",),
+            registry=registry,
+        ),
+        rule_removals=Counter(
+            RULE_REMOVALS,
+            "Recommendation candidates removed by a merchandising rule.",
+            ("model", "rule", "source"),
             registry=registry,
         ),
     )

@@ -17,7 +17,9 @@ Routes (``{name}`` is the server's model name, ``recs`` or ``demand``):
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
@@ -26,6 +28,7 @@ from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,9 +42,14 @@ from shelfops.serving.schemas import (
     RecommendResponse,
 )
 
+log = logging.getLogger(__name__)
+
 VERSION_HEADER = "X-ShelfOps-Model-Version"
 DEGRADED_HEADER = "X-ShelfOps-Degraded"
 REQUEST_ID_HEADER = "X-Request-Id"
+SYNTHETIC_HEADER = "X-ShelfOps-Synthetic"
+"""Set to ``true`` by the canary gate, load tests and benchmarks: the request is served as usual
+but kept out of the prediction log, drift, accuracy, adoption and cost."""
 V2_JSON_LENGTH = "inference-header-content-length"
 MAX_BODY_BYTES = 1_000_000
 """Larger request bodies get a 413 before they are parsed."""
@@ -118,6 +126,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def is_synthetic(request: Request) -> bool:
+    """Whether a request carries the synthetic-traffic marker (see :data:`SYNTHETIC_HEADER`)."""
+    return request.headers.get(SYNTHETIC_HEADER, "").lower() in ("1", "true", "yes")
+
+
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if details:
@@ -147,12 +160,13 @@ class _Observe:
             await _error(413, f"request body over {MAX_BODY_BYTES} bytes")(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500, "degraded": False}
+        status: dict[str, Any] = {"code": 500, "degraded": False}
         version = self.server.version.encode()
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = True
                 headers = list(message.get("headers", []))
                 status["degraded"] = any(
                     k.lower() == DEGRADED_HEADER.lower().encode() and v == b"true"
@@ -164,6 +178,15 @@ class _Observe:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:  # a bug, not bad input: a 500 naming the request id
+            headers = dict(scope.get("headers") or [])
+            rid = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode() or uuid.uuid4().hex
+            log.error("request %s to %s failed", rid, path, exc_info=exc)
+            if "started" in status:
+                raise  # the response is half sent: nothing sane is left to answer
+            response = _error(500, f"internal error (request id {rid}); the server log has details")
+            response.headers[REQUEST_ID_HEADER] = rid
+            await response(scope, receive, send_wrapper)
         finally:
             if path in self.endpoints:
                 code = int(status["code"])
@@ -232,7 +255,7 @@ def _one_int(infer: Any, name: str, default: int) -> int:
     return int(values[0])
 
 
-def _v2_recs_infer(server: Any, infer: Any) -> Any:
+def _v2_recs_infer(server: Any, infer: Any, synthetic: bool) -> Any:
     from kserve.protocol.infer_type import InferOutput, InferResponse
 
     ids = _strings(infer, "customer_id")
@@ -240,20 +263,30 @@ def _v2_recs_infer(server: Any, infer: Any) -> Any:
         raise BadRequest(
             f"'customer_id' must hold 1 to {server.serving.max_batch} ids, got {len(ids)}", 413
         )
+    for c in ids:
+        if not c.strip() or len(c) > 64:
+            raise BadRequest(f"customer ids must be 1 to 64 characters, got {c[:80]!r}")
+    ids = [c.strip() for c in ids]
     k = _one_int(infer, "k", 10)
-    rows = [server.recommend(RecommendRequest(customer_id=c, k=k)) for c in ids]
+    if k < 1:
+        raise BadRequest(f"'k' must be at least 1, got {k}")
+    rows = server.recommend_many(ids, k, request_id=infer.id, synthetic=synthetic)
     width = max(len(r.items) for r in rows)
-    codes = [[i.stock_code for i in r.items] + [""] * (width - len(r.items)) for r in rows]
+    pad = [""] * width
+
+    def matrix(field: str) -> list[str]:
+        return [v for r in rows for v in ([getattr(i, field) for i in r.items] + pad)[:width]]
+
     # V2 JSON cannot carry NaN: popularity picks (no model score) and padding score 0.
-    scores = [[i.score or 0.0 for i in r.items] + [0.0] * (width - len(r.items)) for r in rows]
-    reasons = [[i.reason for i in r.items] + [""] * (width - len(r.items)) for r in rows]
+    scores = np.zeros((len(rows), width), np.float32)
+    for n, r in enumerate(rows):
+        scores[n, : len(r.items)] = [i.score or 0.0 for i in r.items]
     degraded = any(r.degraded for r in rows)
     outputs = [
-        InferOutput(
-            "stock_code", [len(ids), width], "BYTES", data=[c for row in codes for c in row]
-        ),
-        InferOutput("score", [len(ids), width], "FP32", data=np.asarray(scores, np.float32)),
-        InferOutput("reason", [len(ids), width], "BYTES", data=[r for row in reasons for r in row]),
+        InferOutput("stock_code", [len(ids), width], "BYTES", data=matrix("stock_code")),
+        InferOutput("score", [len(ids), width], "FP32", data=scores),
+        InferOutput("reason", [len(ids), width], "BYTES", data=matrix("reason")),
+        InferOutput("source", [len(ids), width], "BYTES", data=matrix("source")),
     ]
     return (
         InferResponse(
@@ -267,14 +300,18 @@ def _v2_recs_infer(server: Any, infer: Any) -> Any:
     )
 
 
-def _v2_demand_infer(server: Any, infer: Any) -> Any:
+def _v2_demand_infer(server: Any, infer: Any, synthetic: bool) -> Any:
     from kserve.protocol.infer_type import InferOutput, InferResponse
 
     codes = _strings(infer, "stock_code")
     horizon = _one_int(infer, "horizon", server.horizon)
     if not codes:
         raise BadRequest("'stock_code' must hold at least one product code")
-    result = server.forecast(ForecastRequest(stock_codes=codes, horizon=horizon))
+    try:
+        request = ForecastRequest(stock_codes=codes, horizon=horizon)
+    except ValidationError as exc:
+        raise BadRequest(f"invalid request: {exc.errors()[0]['msg']}") from exc
+    result = server.forecast(request, infer.id, synthetic=synthetic)
     first: list[Any] = next((f.weeks for f in result.forecasts if f.weeks), [])
     week_starts = [w.week_start for w in first]
     h = len(week_starts)
@@ -404,11 +441,9 @@ def create_app(server: ModelServer) -> FastAPI:
         except (InvalidInput, ValueError, KeyError, TypeError) as exc:
             return _error(400, f"not a V2 inference request: {exc}")
         handler = _v2_recs_infer if name == "recs" else _v2_demand_infer
-        try:
-            result, degraded = await run_in_threadpool(handler, server, parsed)
-        except (InvalidInput, ValueError, TypeError) as exc:
-            status = exc.status if isinstance(exc, BadRequest) else 422
-            return _error(status, str(exc))
+        # BadRequest becomes its 4xx (exception handler); anything else is a bug: a 500 with
+        # the request id (see `_Observe`), never disguised as bad input.
+        result, degraded = await run_in_threadpool(handler, server, parsed, is_synthetic(request))
         payload, json_len = result.to_rest()
         headers = {DEGRADED_HEADER: "true" if degraded else "false"}
         if json_len is not None:
@@ -426,7 +461,7 @@ def create_app(server: ModelServer) -> FastAPI:
             if not server.ready:
                 raise BadRequest("the model is still loading; retry shortly", 503)
             result: RecommendResponse = server.recommend(  # type: ignore[attr-defined]
-                req, request.headers.get(REQUEST_ID_HEADER)
+                req, request.headers.get(REQUEST_ID_HEADER), synthetic=is_synthetic(request)
             )
             response.headers[DEGRADED_HEADER] = "true" if result.degraded else "false"
             return result
@@ -441,7 +476,7 @@ def create_app(server: ModelServer) -> FastAPI:
             if not server.ready:
                 raise BadRequest("the model is still loading; retry shortly", 503)
             result: ForecastResponse = server.forecast(  # type: ignore[attr-defined]
-                req, request.headers.get(REQUEST_ID_HEADER)
+                req, request.headers.get(REQUEST_ID_HEADER), synthetic=is_synthetic(request)
             )
             response.headers[DEGRADED_HEADER] = "true" if result.degraded else "false"
             return result

@@ -70,7 +70,7 @@ class DemandServer(ModelServer):
         """Forecast one product the server has seen (the model path), if any."""
         code = next(iter(self.last_seen), None)
         if code is not None:
-            self.forecast(ForecastRequest(stock_codes=[code], horizon=1))
+            self.forecast(ForecastRequest(stock_codes=[code], horizon=1), synthetic=True)
 
     def close(self) -> None:
         """Stop the store threads."""
@@ -108,12 +108,15 @@ class DemandServer(ModelServer):
         """The model's horizon in weeks."""
         return self.predictor.horizon
 
-    def forecast(self, req: ForecastRequest, request_id: str | None = None) -> ForecastResponse:
+    def forecast(
+        self, req: ForecastRequest, request_id: str | None = None, synthetic: bool = False
+    ) -> ForecastResponse:
         """Forecast P10/P50/P90 for each product and week.
 
         Args:
             req: The validated request.
             request_id: The caller's id for this request.
+            synthetic: Gate, load-test or warm-up traffic: not logged for monitoring.
 
         Returns:
             The response; a store outage gives the baseline, never an error.
@@ -144,7 +147,7 @@ class DemandServer(ModelServer):
         else:
             self.degraded(miss)
             forecasts = [self._baseline_forecast(c, weeks) for c in codes]
-        if self.hooks:
+        if self.hooks and not synthetic:
             self._log(rid, forecasts, rows is None, (time.perf_counter() - started) * 1000.0)
         return ForecastResponse(
             request_id=rid,

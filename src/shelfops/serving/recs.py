@@ -1,14 +1,16 @@
 """The recommendation server: consent first, online features, the shared Predictor, then rules.
 
-Per request:
+Per request (one customer from ``POST /recommend``, or N from one V2 request, scored as a batch):
 
-1. Read the customer's consent flags (and nothing else) from the online store.
-2. Opted out of personalization: the non-personal popularity list; their behaviour features are
-   never read. Otherwise read the behaviour features (``recs_v1``); an unknown customer has none
-   and gets the cold-start list from the same Predictor.
-3. Score a candidate pool with :class:`~shelfops.predictors.recs.RecsPredictor` (the one
-   training and evaluation use), apply the merchandising rules to the catalogue snapshot, and
-   keep the best ``k``, topped up from popularity when the rules removed too many.
+1. Read the customers' consent flags and behaviour features from the online store in one read.
+   Opted out of personalization: the non-personal popularity list, and their behaviour features
+   are dropped unread. An unknown customer has no behaviour and gets the cold-start list.
+2. Score the personal customers together with :class:`~shelfops.predictors.recs.RecsPredictor`
+   (the one training and evaluation use), apply the merchandising rules
+   (:func:`shelfops.serving.rules.apply_rules`, the one implementation) to the catalogue snapshot,
+   keep the best ``k``, and top up from popularity under the same rules when they removed too many.
+3. Every item says where it came from (``source``) and why (``reason``); ``explain`` also lists
+   what each rule removed; ``shelfops_rule_removals_total{rule}`` counts removals.
 
 If the store is slower than the timeout or unreachable, the answer is the popularity list under
 the same rules, marked ``degraded`` and counted; the request does not fail.
@@ -19,6 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +46,20 @@ from shelfops.serving.rules import (
     Candidate,
     CatalogEntry,
     MerchRules,
-    allowed,
+    Removal,
     apply_rules,
     catalog_from_online,
+    check,
     is_surplus,
 )
-from shelfops.serving.schemas import RecommendedItem, RecommendRequest, RecommendResponse
+from shelfops.serving.schemas import (
+    ItemSource,
+    RecommendContext,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+    RemovedItem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +70,19 @@ DEFAULT_RULES = Path(__file__).with_name("merchandising.yaml")
 """The rules shipped with ShelfOps (``SHELFOPS_SERVING_RULES_FILE`` overrides them)."""
 
 
-def _sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class CustomerState:
+    """What the online store said about one customer."""
+
+    customer_id: str
+    row: dict[str, Any]
+    personal: bool
+    source: ItemSource
+    miss: str = ""
 
 
 class RecsServer(ModelServer):
@@ -76,12 +99,13 @@ class RecsServer(ModelServer):
         stats = self.predictor.model.stats
         self.items: list[str] = list(stats.items)
         self.popular: list[int] = [int(j) for j in stats.popular_order()]
-        self.recommendable = np.asarray(stats.recommendable, bool)
         self.rules = (
             MerchRules.from_text(self.serving.rules_yaml)
             if self.serving.rules_yaml
             else MerchRules.from_yaml(self.serving.rules_file or DEFAULT_RULES)
         )
+        self.clock: Callable[[], pd.Timestamp] = pd.Timestamp.now
+        """Scoring time; the served-path evaluation sets it to the cutoff it replays."""
         self.online = OnlineReader(
             lambda: FeatureRepo(self.settings), self.serving.online_timeout_ms / 1000.0
         )
@@ -96,16 +120,16 @@ class RecsServer(ModelServer):
         self._refresher.start()
 
     def _warm_up(self) -> None:
-        """Score one synthetic personal row and serve one cold-start request."""
-        self.recommend(RecommendRequest(customer_id="shelfops-warm-up", k=10))
+        """Serve one cold-start request and score one synthetic personal row."""
+        self.recommend(RecommendRequest(customer_id="shelfops-warm-up", k=10), synthetic=True)
         row = {
             "customer_id": "shelfops-warm-up",
-            "opted_out_personalization": False,
+            PERSONALIZATION_OPT_OUT: False,
             "top_items": self.items[:3],
             "top_item_counts": [2, 1, 1][: len(self.items[:3])],
             "top_item_last_ts": [0] * len(self.items[:3]),
         }
-        self.predictor.predict([row], k=30, now=pd.Timestamp.now())
+        self.predictor.predict([row], k=30, now=self.clock())
 
     def close(self) -> None:
         """Stop the catalogue refresher and the store threads."""
@@ -125,8 +149,7 @@ class RecsServer(ModelServer):
             log.warning("feature registry unavailable (%s); serving popularity until it is", exc)
             return False
         self._refs = {
-            CONSENT_VIEW: recs[CONSENT_VIEW],
-            BEHAVIOUR_VIEW: recs[BEHAVIOUR_VIEW],
+            "customer": recs[CONSENT_VIEW] + recs[BEHAVIOUR_VIEW],
             CATALOG_VIEW: merch[CATALOG_VIEW],
         }
         return True
@@ -154,30 +177,52 @@ class RecsServer(ModelServer):
         while not self._stop.wait(self.serving.catalog_refresh_s):
             self.refresh_catalog()
 
-    def _customer(self, customer_id: str) -> tuple[dict[str, Any], bool, str]:
-        """Features for the Predictor, whether personalization is allowed, and any miss reason."""
+    def customers(self, customer_ids: Sequence[str]) -> list[CustomerState]:
+        """Consent and behaviour of each customer, in one online-store read.
+
+        Args:
+            customer_ids: The customers.
+
+        Returns:
+            One state per id, in order; a store failure makes every state a degraded fallback.
+        """
         if not self._resolve_refs():
-            return {"customer_id": customer_id}, False, "online_store_error"
-        entity = [{"customer_id": customer_id}]
-        consent, reason = self.online.read(self._refs[CONSENT_VIEW], entity)
-        if consent is None:
-            return {"customer_id": customer_id}, False, reason
-        if not personalization_allowed(consent.get(PERSONALIZATION_OPT_OUT, [False]))[0]:
-            return {"customer_id": customer_id, "opted_out_personalization": True}, False, ""
-        behaviour, reason = self.online.read(self._refs[BEHAVIOUR_VIEW], entity)
-        if behaviour is None:
-            return {"customer_id": customer_id}, False, reason
-        row = {k: v[0] for k, v in behaviour.items()}
-        row["opted_out_personalization"] = False
-        return row, bool(row.get("top_items")), ""
+            return [
+                CustomerState(c, {}, False, "non_personal", "online_store_error")
+                for c in customer_ids
+            ]
+        rows, reason = self.online.read(
+            self._refs["customer"], [{"customer_id": c} for c in customer_ids]
+        )
+        if rows is None:
+            return [CustomerState(c, {}, False, "non_personal", reason) for c in customer_ids]
+        allowed = personalization_allowed(
+            rows.get(PERSONALIZATION_OPT_OUT, [None] * len(customer_ids))
+        )
+        out: list[CustomerState] = []
+        for i, cid in enumerate(customer_ids):
+            if not allowed[i]:
+                # Consent first: whatever behaviour the read returned is dropped unused.
+                out.append(
+                    CustomerState(cid, {PERSONALIZATION_OPT_OUT: True}, False, "non_personal")
+                )
+                continue
+            row = {k: v[i] for k, v in rows.items()}
+            row[PERSONALIZATION_OPT_OUT] = False
+            personal = bool(row.get("top_items"))
+            out.append(CustomerState(cid, row, personal, "personal" if personal else "cold_start"))
+        return out
 
     # -- predictions -----------------------------------------------------------------------------
-    def recommend(self, req: RecommendRequest, request_id: str | None = None) -> RecommendResponse:
+    def recommend(
+        self, req: RecommendRequest, request_id: str | None = None, synthetic: bool = False
+    ) -> RecommendResponse:
         """Recommend for one customer (see the module docstring for the steps).
 
         Args:
             req: The validated request.
             request_id: The caller's id for this request.
+            synthetic: Gate, load-test or warm-up traffic: not logged for monitoring.
 
         Returns:
             The response; never raises for an unknown customer or a store outage.
@@ -185,82 +230,159 @@ class RecsServer(ModelServer):
         Raises:
             BadRequest: ``k`` above the configured maximum.
         """
-        if req.k > self.serving.max_k:
-            raise BadRequest(f"k={req.k} is above the maximum of {self.serving.max_k}")
+        return self.recommend_many(
+            [req.customer_id],
+            req.k,
+            context=req.context,
+            request_id=request_id,
+            explain=req.explain,
+            synthetic=synthetic,
+        )[0]
+
+    def recommend_many(
+        self,
+        customer_ids: Sequence[str],
+        k: int,
+        context: RecommendContext | None = None,
+        request_id: str | None = None,
+        explain: bool = False,
+        synthetic: bool = False,
+    ) -> list[RecommendResponse]:
+        """Recommend for several customers with one store read and one scoring batch.
+
+        Args:
+            customer_ids: The customers.
+            k: List length.
+            context: Optional shopping context (category, items to exclude) for all of them.
+            request_id: The caller's id for this request (shared by the answers).
+            explain: List the candidates the rules removed in each answer.
+            synthetic: Gate, load-test or warm-up traffic: not logged for monitoring.
+
+        Returns:
+            One response per customer, in order.
+
+        Raises:
+            BadRequest: ``k`` above the configured maximum.
+        """
+        if k > self.serving.max_k:
+            raise BadRequest(f"k={k} is above the maximum of {self.serving.max_k}")
         started = time.perf_counter()
         self.delay()
         rid = self.request_id(request_id)
-        row, personal, miss = self._customer(req.customer_id)
-        if miss:
-            self.degraded(miss)
-        context = req.context
+        states = self.customers(customer_ids)
+        for s in states:
+            if s.miss:
+                self.degraded(s.miss)
         exclude = set(context.exclude_stock_codes) if context else set()
         category = context.category if context else None
-        affinity = float(row.get("discount_affinity") or 0.0) if personal else 0.0
+        personal = [s for s in states if s.personal]
+        pool = min(len(self.items), k * 2 + 20)  # room for the rules to remove items
         with self.compute:
-            pool = min(len(self.items), req.k * 2 + 20)  # room for the rules to remove items
             scored = (
-                self.predictor.predict([row], k=pool, now=pd.Timestamp.now())[req.customer_id]
+                self.predictor.predict([s.row for s in personal], k=pool, now=self.clock())
                 if personal
-                else []
+                else {}
             )
-            candidates = [
-                Candidate(r["stock_code"], float(r["score"]), r)
-                for r in scored
-                if r["score"] is not None
-                and r["stock_code"] not in exclude
-                and (category is None or r["category"] == category)
+            responses = [
+                self._answer(s, scored.get(s.customer_id, []), k, exclude, category, rid, explain)
+                for s in states
             ]
-            kept = apply_rules(self.rules, candidates, self.catalog, affinity, req.k)
-            items = [
-                RecommendedItem(
-                    stock_code=c.stock_code,
-                    description=str(c.payload.get("description") or ""),
-                    category=str(c.payload.get("category") or "Unknown"),
-                    score=score,
-                    reason=str(c.payload.get("reason") or ""),
-                    boosted=boosted,
+        if self.hooks and not synthetic:  # building records costs time; skip it when unheard
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            for s, r in zip(states, responses, strict=True):
+                self.emit(
+                    {
+                        "model": self.name,
+                        "model_version": self.version,
+                        "request_id": rid,
+                        "customer_id": s.customer_id,
+                        "features": {k: v for k, v in s.row.items() if np.isscalar(v)},
+                        "outputs": recs_outputs([i.model_dump() for i in r.items]),
+                        "degraded": r.degraded,
+                        "latency_ms": latency_ms,
+                    }
                 )
-                for c, score, boosted in kept
+        return responses
+
+    def _answer(
+        self,
+        state: CustomerState,
+        scored: list[dict[str, Any]],
+        k: int,
+        exclude: set[str],
+        category: str | None,
+        rid: str,
+        explain: bool,
+    ) -> RecommendResponse:
+        """Rules, top-up and the response for one customer."""
+        affinity = float(state.row.get("discount_affinity") or 0.0) if state.personal else 0.0
+        candidates = [
+            Candidate(r["stock_code"], float(r["score"]), r)
+            for r in scored
+            if r["score"] is not None
+            and r["stock_code"] not in exclude
+            and (category is None or r["category"] == category)
+        ]
+        outcome = apply_rules(self.rules, candidates, self.catalog, affinity, k)
+        self._count_removals(outcome.removed, "personal")
+        items = [
+            RecommendedItem(
+                stock_code=c.candidate.stock_code,
+                description=str(c.candidate.payload.get("description") or ""),
+                category=str(c.candidate.payload.get("category") or "Unknown"),
+                score=c.score,
+                reason=str(c.candidate.payload.get("reason") or ""),
+                boosted=c.boosted,
+                source="personal",
+            )
+            for c in outcome.kept
+        ]
+        removed = [
+            RemovedItem(stock_code=r.stock_code, rule=r.rule, reason=r.reason, source="personal")
+            for r in outcome.removed
+        ]
+        if len(items) < k:
+            fill_source: ItemSource = "popularity_top_up" if state.personal else state.source
+            extra, dropped = self._popular(
+                k - len(items), {i.stock_code for i in items} | exclude, category, affinity
+            )
+            self._count_removals(dropped, "popularity")
+            items += [i.model_copy(update={"source": fill_source}) for i in extra]
+            removed += [
+                RemovedItem(
+                    stock_code=r.stock_code, rule=r.rule, reason=r.reason, source=fill_source
+                )
+                for r in dropped
             ]
-            if len(items) < req.k:
-                items += self._popular(
-                    req.k - len(items), {i.stock_code for i in items} | exclude, category, affinity
-                )
-        scores = [i.score for i in items if i.score is not None]
-        if scores:
-            confidence = float(np.mean([_sigmoid(s) for s in scores]))
+        scores = np.asarray([i.score for i in items if i.score is not None], np.float64)
+        if len(scores):
+            confidence = float(np.mean(_sigmoid(scores)))
             self.metrics.prediction_confidence.labels(self.name, self.version).observe(confidence)
-        response = RecommendResponse(
+        return RecommendResponse(
             request_id=rid,
-            customer_id=req.customer_id,
+            customer_id=state.customer_id,
             model_version=self.version,
-            personalized=personal,
-            degraded=bool(miss),
-            degraded_reason=miss or None,
+            personalized=state.personal,
+            degraded=bool(state.miss),
+            degraded_reason=state.miss or None,
             items=items,
+            removed=removed if explain else None,
         )
-        if self.hooks:  # building the record costs time; skip it when nobody listens
-            self.emit(
-                {
-                    "model": self.name,
-                    "model_version": self.version,
-                    "request_id": rid,
-                    "customer_id": req.customer_id,
-                    "features": {k: v for k, v in row.items() if np.isscalar(v)},
-                    "outputs": recs_outputs([i.model_dump() for i in items]),
-                    "degraded": bool(miss),
-                    "latency_ms": (time.perf_counter() - started) * 1000.0,
-                }
-            )
-        return response
+
+    def _count_removals(self, removed: list[Removal], source: str) -> None:
+        counts: dict[str, int] = {}
+        for r in removed:
+            counts[r.rule] = counts.get(r.rule, 0) + 1
+        for rule, n in counts.items():
+            self.metrics.rule_removals.labels(self.name, rule, source).inc(n)
 
     def _popular(
         self, n: int, taken: set[str], category: str | None, affinity: float
-    ) -> list[RecommendedItem]:
-        """Top up with popular items that pass the rules (the non-personal list)."""
+    ) -> tuple[list[RecommendedItem], list[Removal]]:
+        """Popular items that pass the rules, and the popular items the rules removed."""
         model = self.predictor.model
         out: list[RecommendedItem] = []
+        removed: list[Removal] = []
         for j in self.popular:
             if len(out) >= n:
                 break
@@ -268,9 +390,10 @@ class RecsServer(ModelServer):
             if code in taken or (category is not None and model.stats.category[j] != category):
                 continue
             entry = self.catalog.get(code)
-            if not allowed(self.rules, entry, affinity):
+            removal = check(self.rules, entry, affinity)
+            if removal is not None:
+                removed.append(Removal(code, removal.rule, removal.reason))
                 continue
-            boosted = is_surplus(self.rules, entry)
             out.append(
                 RecommendedItem(
                     stock_code=code,
@@ -278,10 +401,11 @@ class RecsServer(ModelServer):
                     category=model.stats.category[j],
                     score=None,
                     reason=model.popular_reason(j),
-                    boosted=boosted,
+                    boosted=is_surplus(self.rules, entry),
+                    source="cold_start",
                 )
             )
-        return out
+        return out, removed
 
     def v2_metadata(self) -> dict[str, Any]:
         """V2 model metadata: inputs ``customer_id`` (and optional ``k``), ragged-free outputs."""
@@ -297,5 +421,6 @@ class RecsServer(ModelServer):
                 {"name": "stock_code", "datatype": "BYTES", "shape": [-1, -1]},
                 {"name": "score", "datatype": "FP32", "shape": [-1, -1]},
                 {"name": "reason", "datatype": "BYTES", "shape": [-1, -1]},
+                {"name": "source", "datatype": "BYTES", "shape": [-1, -1]},
             ],
         }

@@ -1,29 +1,69 @@
 """Merchandising rules applied to recommendations at request time, configured in YAML.
 
-Merchandisers change these without touching code: the service reads a YAML file (the default
+This module is the ONE implementation of every rule: the recommendation server, the served-path
+evaluation (``shelfops backtest --served``) and the console's explorer and rule preview all call
+:func:`apply_rules` / :func:`check`, which say what each rule removed and why.
+
+Merchandisers change the rules without touching code: the service reads a YAML file (the default
 ships as ``shelfops/serving/merchandising.yaml``; ``SHELFOPS_SERVING_RULES_FILE`` names another)
 or inline YAML in ``SHELFOPS_SERVING_RULES_YAML``, which the Helm chart sets from values. Rules
 work on the product catalogue snapshot (the ``merch_v1`` FeatureService) and the customer's
-discount affinity:
+discount affinity. Two kinds of price cut are told apart:
 
-* never a discontinued item (not configurable);
-* at least ``min_inventory`` units on hand;
-* at most ``max_markdown_count`` markdowns taken (deep clearance is not recommended);
-* items currently marked down only for customers whose discount affinity reaches
-  ``markdown_min_affinity``;
-* items with more than ``surplus_weeks_of_cover`` weeks of stock get ``surplus_boost`` added to
-  their score, so surplus moves up the list without displacing much stronger matches.
+* a **clearance markdown** is a permanent cut of an item's own price on its way out; each one is
+  counted in ``markdown_count``, and an item priced below list after taking one is ``on_clearance``;
+* a **promotion** is temporary: an item promo, Black Friday, a January sale. An item priced below
+  list without any clearance markdown is ``on_promotion``; promotions never add to
+  ``markdown_count``.
+
+The rules, in the order they are checked (the first one that fails names the removal):
+
+``discontinued`` (always on)
+    A discontinued item is never recommended. *Example*: the Lantern was discontinued last
+    week; it is removed for everybody.
+``min_inventory``
+    At least ``min_inventory`` units on hand. *Example*: ``min_inventory: 5`` and 3 candles
+    left: removed.
+``max_markdown_count``
+    At most ``max_markdown_count`` clearance markdowns taken (deep clearance is not promoted).
+    *Example*: ``max_markdown_count: 2`` and a rug cut three times on its way out: removed.
+``discount_affinity``
+    Items on a price cut of a kind named in ``affinity_applies_to`` (default: ``clearance``) only
+    for customers whose discount affinity (share of their lines bought below full price) reaches
+    ``markdown_min_affinity``. *Example*: with the defaults, a vase on clearance is not shown to a
+    customer with affinity 0.05, but during Black Friday (a promotion, not clearance) everything
+    stays recommendable for everybody. Add ``promotion`` to the list to also keep promoted items
+    away from full-price shoppers.
+``surplus_boost`` (never removes)
+    Items with more than ``surplus_weeks_of_cover`` weeks of stock get ``surplus_boost`` added to
+    their score, so surplus moves up the list without displacing much stronger matches.
+    *Example*: a throw with 80 weeks of cover scored 1.0 overtakes a cushion scored 1.2.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DISCONTINUED: Final = "discontinued"
+MIN_INVENTORY: Final = "min_inventory"
+MAX_MARKDOWN_COUNT: Final = "max_markdown_count"
+DISCOUNT_AFFINITY: Final = "discount_affinity"
+SURPLUS_BOOST: Final = "surplus_boost"
+REMOVING_RULES: Final[tuple[str, ...]] = (
+    DISCONTINUED,
+    MIN_INVENTORY,
+    MAX_MARKDOWN_COUNT,
+    DISCOUNT_AFFINITY,
+)
+"""Rules that remove items, in the order they are checked (metric label values)."""
+
+PriceCut = Literal["clearance", "promotion"]
 
 
 class RulesError(ValueError):
@@ -37,14 +77,21 @@ class MerchRules(BaseModel):
 
     min_inventory: int = Field(1, ge=0, description="Fewest units on hand to recommend an item.")
     max_markdown_count: int = Field(
-        10, ge=0, description="Most markdowns an item may have taken and still be recommended."
+        10,
+        ge=0,
+        description="Most clearance markdowns an item may have taken and still be recommended.",
     )
     markdown_min_affinity: float = Field(
         0.2,
         ge=0,
         le=1,
-        description="Smallest discount affinity (share of lines bought on markdown) a customer "
-        "needs to be shown marked-down items.",
+        description="Smallest discount affinity (share of lines bought below full price) a "
+        "customer needs to be shown items on the price cuts named in affinity_applies_to.",
+    )
+    affinity_applies_to: tuple[PriceCut, ...] = Field(
+        ("clearance",),
+        description="Which price cuts the discount-affinity limit covers: clearance "
+        "(markdowns on the way out) and/or promotion (temporary and sitewide sales).",
     )
     surplus_weeks_of_cover: float = Field(
         52.0, gt=0, description="Weeks of cover above which an item counts as surplus."
@@ -111,8 +158,18 @@ class CatalogEntry:
     inventory_on_hand: int
     markdown_count: int
     discontinued: bool
-    marked_down: bool
+    on_clearance: bool
+    on_promotion: bool
     weeks_of_cover: float
+
+    def price_cuts(self) -> tuple[PriceCut, ...]:
+        """The kinds of price cut the item is on now (empty at full price)."""
+        cuts: list[PriceCut] = []
+        if self.on_clearance:
+            cuts.append("clearance")
+        if self.on_promotion:
+            cuts.append("promotion")
+        return tuple(cuts)
 
 
 Catalog = Mapping[str, CatalogEntry]
@@ -121,8 +178,8 @@ Catalog = Mapping[str, CatalogEntry]
 def catalog_from_online(features: Mapping[str, list[Any]]) -> dict[str, CatalogEntry]:
     """Build the catalogue from an online-store response (column lists keyed by name).
 
-    Products whose catalogue row is missing are left out; :func:`allowed` then falls back to
-    the model's own view of what is on sale.
+    Products whose catalogue row is missing are left out; :func:`check` then falls back to the
+    model's own view of what is on sale.
     """
     out: dict[str, CatalogEntry] = {}
     codes = features.get("stock_code", [])
@@ -134,7 +191,8 @@ def catalog_from_online(features: Mapping[str, list[Any]]) -> dict[str, CatalogE
             inventory_on_hand=int(inventory),
             markdown_count=int(features["markdown_count"][i] or 0),
             discontinued=bool(features["discontinued"][i]),
-            marked_down=bool(features["marked_down"][i]),
+            on_clearance=bool(features["on_clearance"][i]),
+            on_promotion=bool(features["on_promotion"][i]),
             weeks_of_cover=float(features["weeks_of_cover"][i] or 0.0),
         )
     return out
@@ -149,25 +207,79 @@ class Candidate:
     payload: Mapping[str, Any]
 
 
-def allowed(rules: MerchRules, entry: CatalogEntry | None, discount_affinity: float) -> bool:
-    """Whether the rules let this item be shown to this customer.
+@dataclass(frozen=True)
+class Removal:
+    """One item a rule removed, and why (in words a merchandiser reads)."""
+
+    stock_code: str
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Kept:
+    """An item that passed every rule, with its score after the surplus boost."""
+
+    candidate: Candidate
+    score: float
+    boosted: bool
+
+
+@dataclass
+class RuleOutcome:
+    """What :func:`apply_rules` did to one candidate list."""
+
+    kept: list[Kept] = field(default_factory=list)
+    removed: list[Removal] = field(default_factory=list)
+
+    def removed_by_rule(self) -> dict[str, int]:
+        """How many candidates each rule removed (rules that removed nothing are left out)."""
+        counts: dict[str, int] = {}
+        for r in self.removed:
+            counts[r.rule] = counts.get(r.rule, 0) + 1
+        return counts
+
+
+def check(
+    rules: MerchRules, entry: CatalogEntry | None, discount_affinity: float
+) -> Removal | None:
+    """The first rule that removes this item for this customer, or None when all pass.
 
     Args:
         rules: The rules.
-        entry: The item's catalogue row (None: unknown to the catalogue, allowed if the model
-            thinks it is on sale, which the caller has already checked).
+        entry: The item's catalogue row (None: unknown to the catalogue, allowed; the model has
+            already left out what it knows to be discontinued).
         discount_affinity: The customer's discount affinity (0 when unknown or not personal).
 
     Returns:
-        True when every rule passes.
+        The removal (its ``stock_code`` is empty; :func:`apply_rules` fills it in) or None.
     """
     if entry is None:
-        return True
-    if entry.discontinued or entry.inventory_on_hand < rules.min_inventory:
-        return False
+        return None
+    if entry.discontinued:
+        return Removal("", DISCONTINUED, "discontinued")
+    if entry.inventory_on_hand < rules.min_inventory:
+        return Removal(
+            "",
+            MIN_INVENTORY,
+            f"{entry.inventory_on_hand} units on hand, below min_inventory {rules.min_inventory}",
+        )
     if entry.markdown_count > rules.max_markdown_count:
-        return False
-    return not (entry.marked_down and discount_affinity < rules.markdown_min_affinity)
+        return Removal(
+            "",
+            MAX_MARKDOWN_COUNT,
+            f"{entry.markdown_count} clearance markdowns, above max_markdown_count "
+            f"{rules.max_markdown_count}",
+        )
+    cuts = [c for c in entry.price_cuts() if c in rules.affinity_applies_to]
+    if cuts and discount_affinity < rules.markdown_min_affinity:
+        return Removal(
+            "",
+            DISCOUNT_AFFINITY,
+            f"on {cuts[0]} and the customer's discount affinity {discount_affinity:.2f} is "
+            f"below markdown_min_affinity {rules.markdown_min_affinity:g}",
+        )
+    return None
 
 
 def is_surplus(rules: MerchRules, entry: CatalogEntry | None) -> bool:
@@ -180,9 +292,9 @@ def apply_rules(
     candidates: Iterable[Candidate],
     catalog: Catalog,
     discount_affinity: float,
-    k: int,
-) -> list[tuple[Candidate, float, bool]]:
-    """Filter candidates by the rules, boost surplus, and keep the best ``k``.
+    k: int | None = None,
+) -> RuleOutcome:
+    """Filter candidates by the rules, boost surplus, keep the best ``k``, and say what was removed.
 
     Candidates arrive best first; the sort is stable, so equal scores keep the model's order.
 
@@ -191,17 +303,22 @@ def apply_rules(
         candidates: Scored items, best first.
         catalog: The catalogue snapshot.
         discount_affinity: The customer's discount affinity.
-        k: How many to keep.
+        k: How many to keep (None: all that pass).
 
     Returns:
-        ``(candidate, adjusted score, boosted)`` for the kept items, best first.
+        The kept items (best first, at most ``k``) and every candidate a rule removed, with the
+        rule and the reason, in candidate order.
     """
-    kept: list[tuple[Candidate, float, bool]] = []
+    out = RuleOutcome()
     for cand in candidates:
         entry = catalog.get(cand.stock_code)
-        if not allowed(rules, entry, discount_affinity):
+        removal = check(rules, entry, discount_affinity)
+        if removal is not None:
+            out.removed.append(Removal(cand.stock_code, removal.rule, removal.reason))
             continue
         boosted = is_surplus(rules, entry)
-        kept.append((cand, cand.score + (rules.surplus_boost if boosted else 0.0), boosted))
-    kept.sort(key=lambda t: -t[1])
-    return kept[:k]
+        out.kept.append(Kept(cand, cand.score + (rules.surplus_boost if boosted else 0.0), boosted))
+    out.kept.sort(key=lambda t: -t.score)
+    if k is not None:
+        del out.kept[k:]
+    return out

@@ -7,7 +7,7 @@ hard bounds live here so that they appear in the OpenAPI schema.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -35,6 +35,15 @@ class RecommendRequest(_Strict):
     customer_id: Code = Field(description="The customer; unknown customers get cold start.")
     k: int = Field(10, ge=1, le=1000, description="How many items to return.")
     context: RecommendContext | None = Field(None, description="Optional shopping context.")
+    explain: bool = Field(
+        False, description="Also list the candidates the merchandising rules removed, and why."
+    )
+
+
+ItemSource = Literal["personal", "popularity_top_up", "cold_start", "non_personal"]
+"""Where a recommended item came from: the personal model; popularity filling a personal list the
+rules or a short history left short; popularity for a customer with no history (cold start);
+popularity for a customer who opted out of personalization or a degraded answer."""
 
 
 class RecommendedItem(BaseModel):
@@ -46,6 +55,19 @@ class RecommendedItem(BaseModel):
     score: float | None = Field(description="Model score; null for popularity fallbacks.")
     reason: str = Field(description='Why, e.g. "often bought with Lantern".')
     boosted: bool = Field(description="Moved up by the surplus-inventory rule.")
+    source: ItemSource = Field(
+        description="personal (the model), popularity_top_up (filling a personal list), "
+        "cold_start (no history yet) or non_personal (opted out, or a degraded answer)."
+    )
+
+
+class RemovedItem(BaseModel):
+    """A candidate a merchandising rule removed (``explain: true`` only)."""
+
+    stock_code: str
+    rule: str = Field(description="The rule that removed it, e.g. discount_affinity.")
+    reason: str = Field(description='Why, e.g. "3 units on hand, below min_inventory 5".')
+    source: ItemSource = Field(description="Which list it was removed from.")
 
 
 class RecommendResponse(BaseModel):
@@ -58,6 +80,9 @@ class RecommendResponse(BaseModel):
     degraded: bool = Field(description="True when served by the fallback, not the model.")
     degraded_reason: str | None = None
     items: list[RecommendedItem]
+    removed: list[RemovedItem] | None = Field(
+        None, description="With explain: every candidate a rule removed, best first."
+    )
 
 
 class ForecastRequest(_Strict):

@@ -77,27 +77,36 @@ def test_unknown_customer_gets_cold_start_not_an_error(recs_client: TestClient) 
     assert all(i["score"] is None and "this month" in i["reason"] for i in body["items"])
 
 
-def test_opted_out_customer_is_not_personalised_and_behaviour_is_never_read(
-    recs_server: RecsServer, trained_home: Settings
+def test_opted_out_customer_is_not_personalised_and_behaviour_is_dropped_unused(
+    recs_client: TestClient, recs_server: RecsServer, trained_home: Settings
 ) -> None:
-    """Only the consent flags are read for a customer who opted out of personalization."""
-    read: list[list[str]] = []
-    original = recs_server.online.read
-
-    def spy(refs: list[str], rows: list[dict[str, Any]]) -> Any:
-        read.append(refs)
-        return original(refs, rows)
-
-    recs_server.online.read = spy  # type: ignore[method-assign]
-    try:
-        client = TestClient(create_app(recs_server))
-        body = client.post(
-            "/recommend", json={"customer_id": opted_out_customer(trained_home)}
-        ).json()
-    finally:
-        recs_server.online.read = original  # type: ignore[method-assign]
+    """An opted-out customer gets the non-personal list; nothing but the flag is kept of them."""
+    customer = opted_out_customer(trained_home)
+    body = recs_client.post("/recommend", json={"customer_id": customer}).json()
     assert not body["personalized"] and len(body["items"]) == 10
-    assert read and all(ref.startswith("customer_consent:") for refs in read for ref in refs)
+    assert {i["source"] for i in body["items"]} == {"non_personal"}
+    assert all(i["score"] is None for i in body["items"])
+    (state,) = recs_server.customers([customer])
+    assert state.row == {"opted_out_personalization": True} and not state.personal
+
+
+def test_every_item_says_where_it_came_from(
+    recs_client: TestClient, trained_home: Settings
+) -> None:
+    """Known customers get personal items first; cold start is labelled; explain lists removals."""
+    known = recs_client.post(
+        "/recommend",
+        json={"customer_id": known_customer(trained_home), "k": 10, "explain": True},
+    ).json()
+    sources = [i["source"] for i in known["items"]]
+    assert sources[0] == "personal"
+    assert set(sources) <= {"personal", "popularity_top_up"}
+    # popularity only fills the tail of a personal list
+    assert sources == sorted(sources, key=lambda s: s != "personal")
+    assert known["removed"] is not None
+    assert all(r["rule"] and r["reason"] for r in known["removed"])
+    cold = recs_client.post("/recommend", json={"customer_id": "never-seen-7", "k": 3}).json()
+    assert [i["source"] for i in cold["items"]] == ["cold_start"] * 3 and cold["removed"] is None
 
 
 def test_context_excludes_basket_items_and_filters_by_category(
@@ -342,3 +351,20 @@ def test_monitored_server_logs_predictions_and_records_feedback(
     assert set(mine["model"]) == {"recs"}
     feedback = FeedbackStore(trained_home).read("recommendation")
     assert ids[0] in set(feedback["request_id"])
+
+
+def test_a_server_bug_is_a_500_naming_the_request_id_not_a_4xx(
+    recs_server: RecsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An internal TypeError is a 500 carrying the request id (V2 and friendly), never a 422."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a bug, not bad input")
+
+    monkeypatch.setattr(recs_server, "recommend_many", broken)
+    client = TestClient(create_app(recs_server), raise_server_exceptions=False)
+    v2 = {"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}
+    for path, body in (("/v2/models/recs/infer", v2), ("/recommend", {"customer_id": "a"})):
+        r = client.post(path, json=body, headers={"X-Request-Id": "req-42"})
+        assert r.status_code == 500, (path, r.text)
+        assert "req-42" in r.json()["error"] and r.headers["X-Request-Id"] == "req-42"

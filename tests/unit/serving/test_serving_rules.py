@@ -8,24 +8,37 @@ import pytest
 
 from shelfops.serving.recs import DEFAULT_RULES
 from shelfops.serving.rules import (
+    DISCONTINUED,
+    DISCOUNT_AFFINITY,
+    MAX_MARKDOWN_COUNT,
+    MIN_INVENTORY,
     Candidate,
     CatalogEntry,
     MerchRules,
     RulesError,
-    allowed,
     apply_rules,
     catalog_from_online,
+    check,
 )
 
 pytestmark = pytest.mark.unit
 
 PLAIN = CatalogEntry(
-    inventory_on_hand=50, markdown_count=0, discontinued=False, marked_down=False, weeks_of_cover=8
+    inventory_on_hand=50,
+    markdown_count=0,
+    discontinued=False,
+    on_clearance=False,
+    on_promotion=False,
+    weeks_of_cover=8,
 )
 
 
 def entry(**changes: object) -> CatalogEntry:
     return CatalogEntry(**{**PLAIN.__dict__, **changes})  # type: ignore[arg-type]
+
+
+def allowed(rules: MerchRules, item: CatalogEntry | None, affinity: float) -> bool:
+    return check(rules, item, affinity) is None
 
 
 def test_shipped_rules_file_loads_and_matches_the_defaults() -> None:
@@ -36,7 +49,7 @@ def test_shipped_rules_file_loads_and_matches_the_defaults() -> None:
 def test_discontinued_items_are_never_allowed_whatever_the_rules() -> None:
     """Even the loosest rules cannot let a discontinued item through."""
     loose = MerchRules(min_inventory=0, max_markdown_count=1000, markdown_min_affinity=0)
-    assert not allowed(loose, entry(discontinued=True), discount_affinity=1.0)
+    assert not allowed(loose, entry(discontinued=True), 1.0)
 
 
 @pytest.mark.parametrize(
@@ -47,15 +60,50 @@ def test_discontinued_items_are_never_allowed_whatever_the_rules() -> None:
         ({"inventory_on_hand": 1}, 0.0, True),
         ({"markdown_count": 11}, 0.0, False),
         ({"markdown_count": 10}, 0.0, True),
-        ({"marked_down": True}, 0.1, False),
-        ({"marked_down": True}, 0.2, True),
+        ({"on_clearance": True, "markdown_count": 1}, 0.1, False),
+        ({"on_clearance": True, "markdown_count": 1}, 0.2, True),
+        ({"on_promotion": True}, 0.0, True),
     ],
 )
 def test_each_rule_at_its_boundary(
     changes: dict[str, object], affinity: float, expected: bool
 ) -> None:
-    """Inventory, markdown count and markdown affinity each decide at their default boundary."""
+    """Inventory, markdown count and clearance affinity each decide at their default boundary."""
     assert allowed(MerchRules(), entry(**changes), affinity) is expected
+
+
+def test_each_removal_names_its_rule_and_says_why() -> None:
+    """The first failing rule is reported with a reason that quotes the item and the limit."""
+    rules = MerchRules(min_inventory=5, max_markdown_count=2)
+    cases = {
+        DISCONTINUED: (entry(discontinued=True, inventory_on_hand=0), "discontinued"),
+        MIN_INVENTORY: (entry(inventory_on_hand=3), "3 units on hand, below min_inventory 5"),
+        MAX_MARKDOWN_COUNT: (entry(markdown_count=3), "3 clearance markdowns"),
+        DISCOUNT_AFFINITY: (entry(on_clearance=True, markdown_count=1), "on clearance"),
+    }
+    for rule, (item, words) in cases.items():
+        removal = check(rules, item, 0.05)
+        assert removal is not None and removal.rule == rule and words in removal.reason
+
+
+def test_sitewide_promotion_is_not_clearance_by_default() -> None:
+    """Black Friday (a promotion) keeps items for low-affinity customers; clearance does not."""
+    rules = MerchRules()
+    assert check(rules, entry(on_promotion=True), 0.0) is None
+    assert check(rules, entry(on_clearance=True, markdown_count=1), 0.0) is not None
+
+
+def test_affinity_limit_covers_what_the_configuration_names() -> None:
+    """Naming promotion too extends the limit to promoted items; naming none turns it off."""
+    both = MerchRules(affinity_applies_to=("clearance", "promotion"))
+    removal = check(both, entry(on_promotion=True), 0.1)
+    assert removal is not None and removal.rule == DISCOUNT_AFFINITY
+    assert "on promotion" in removal.reason
+    assert check(both, entry(on_promotion=True), 0.3) is None
+    off = MerchRules(affinity_applies_to=())
+    assert check(off, entry(on_clearance=True, markdown_count=1), 0.0) is None
+    with pytest.raises(RulesError, match="affinity_applies_to"):
+        MerchRules.from_text("affinity_applies_to: [sitewide]\n")
 
 
 def test_unknown_catalogue_entry_is_allowed() -> None:
@@ -71,17 +119,20 @@ def test_surplus_boost_reorders_without_overriding_strong_matches() -> None:
         Candidate("close", 1.2, {}),
         Candidate("surplus", 1.0, {}),
     ]
-    kept = apply_rules(MerchRules(surplus_boost=0.5), cands, catalog, 0.0, k=3)
-    assert [c.stock_code for c, _, _ in kept] == ["strong", "surplus", "close"]
-    assert [boosted for _, _, boosted in kept] == [False, True, False]
+    kept = apply_rules(MerchRules(surplus_boost=0.5), cands, catalog, 0.0, k=3).kept
+    assert [c.candidate.stock_code for c in kept] == ["strong", "surplus", "close"]
+    assert [c.boosted for c in kept] == [False, True, False]
+    assert [c.score for c in kept] == [3.0, 1.5, 1.2]
 
 
 def test_apply_rules_filters_then_keeps_k() -> None:
     """Filtered items do not count toward k; order is preserved for equal scores."""
     catalog = {"a": PLAIN, "gone": entry(discontinued=True), "b": PLAIN, "c": PLAIN}
     cands = [Candidate(c, 1.0, {}) for c in ("a", "gone", "b", "c")]
-    kept = apply_rules(MerchRules(), cands, catalog, 0.0, k=2)
-    assert [c.stock_code for c, _, _ in kept] == ["a", "b"]
+    outcome = apply_rules(MerchRules(), cands, catalog, 0.0, k=2)
+    assert [c.candidate.stock_code for c in outcome.kept] == ["a", "b"]
+    assert [(r.stock_code, r.rule) for r in outcome.removed] == [("gone", DISCONTINUED)]
+    assert outcome.removed_by_rule() == {DISCONTINUED: 1}
 
 
 def test_bad_rules_files_fail_with_the_field_named(tmp_path: Path) -> None:
@@ -109,12 +160,13 @@ def test_catalog_from_online_skips_products_without_a_row() -> None:
         "inventory_on_hand": [5, None],
         "markdown_count": [1, None],
         "discontinued": [False, None],
-        "marked_down": [True, None],
+        "on_clearance": [True, None],
+        "on_promotion": [False, None],
         "weeks_of_cover": [3.5, None],
     }
     catalog = catalog_from_online(rows)
     assert list(catalog) == ["a"]
-    assert catalog["a"] == CatalogEntry(5, 1, False, True, 3.5)
+    assert catalog["a"] == CatalogEntry(5, 1, False, True, False, 3.5)
 
 
 def test_inline_rules_text_is_validated_like_the_file() -> None:
