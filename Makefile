@@ -30,10 +30,14 @@ install: $(STAMP) ## Create .venv and install ShelfOps with its dev tools
 quickstart: install ## Install, then generate data and run the training pipeline locally
 	$(BIN)/shelfops quickstart
 
-test-deps: install ## Install the services tests start for real (redis-server)
+test-deps: install ## Install the services and browser tests start for real (redis-server, chromium)
 	@command -v redis-server >/dev/null || { \
 	  echo ">> installing redis-server from apt"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@# The console's browser tests drive Debian's Chromium with Playwright (no browser download).
+	@test -x /usr/bin/chromium || { \
+	  echo ">> installing chromium from apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: test-deps lint validate-k8s ## Install what tests need and run the whole suite
 	@# pytest exits 5 when it collects nothing; report that plainly instead of a bare failure.

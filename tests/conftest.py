@@ -1,14 +1,22 @@
-"""Shared fixtures: a small generated retailer, ingested once per session."""
+"""Shared fixtures: a small generated retailer, ingested once per session, and one trained home.
+
+The trained home is built once per session and shared by the serving and browser suites: models
+are trained by the real CLI in a subprocess (so BentoML's home is set before BentoML is imported
+there).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from shelfops.data.generate import GeneratorConfig, SyntheticRetailer, generate
-from shelfops.data.ingest import IngestResult, ingest
+from shelfops.data.ingest import IngestResult, ingest, load_clean
 from shelfops.settings import Settings
 
 SMALL = GeneratorConfig(
@@ -42,3 +50,35 @@ def make_home(tmp_path: Path, exports: dict[str, Path]) -> tuple[Settings, Inges
         as_of=AS_OF,
     )
     return settings, result
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, small_exports) -> Settings:
+    """Ingested data, Feast applied and materialized (SQLite), both models registered."""
+    from shelfops.features.build import build_feature_tables
+    from shelfops.features.store import FeatureRepo
+
+    settings, _ = make_home(tmp_path_factory.mktemp("served"), small_exports)
+    build_feature_tables(load_clean(settings.root), settings.features_dir)
+    repo = FeatureRepo(settings)
+    repo.apply()
+    repo.materialize()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shelfops.cli.main",
+            "train",
+            "--demand-margin",
+            "-1",
+            "--recs-margin",
+            "-1",
+        ],
+        env={**os.environ, "SHELFOPS_HOME": str(settings.root)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return settings

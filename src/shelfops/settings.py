@@ -275,3 +275,27 @@ class ServingSettings(BaseSettings):
     never_ready: bool = Field(
         False, description="Fault drill: readiness stays false so the revision never gets traffic."
     )
+
+
+class ConsoleSettings(BaseSettings):
+    """The web console (``shelfops console``), read from ``SHELFOPS_CONSOLE_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="SHELFOPS_CONSOLE_", frozen=True)
+
+    viewer_token: SecretStr | None = Field(
+        None, description="Token that signs in a viewer (reads every page, changes nothing)."
+    )
+    editor_token: SecretStr | None = Field(
+        None, description="Token that signs in an editor (may also apply and roll back rules)."
+    )
+    recs_url: str | None = Field(
+        None,
+        description="Base URL of the running recommendation service (default: the local "
+        "runtime's endpoint recorded by `shelfops rollout`).",
+    )
+    request_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait for the recommendation service, seconds."
+    )
+    preview_customers: int = Field(
+        200, ge=1, le=5000, description="Customers sampled to preview a rules change."
+    )

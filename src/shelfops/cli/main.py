@@ -20,6 +20,7 @@ from shelfops.cli import (
     serve,
 )
 from shelfops.cli.common import console
+from shelfops.cli.console import console_cmd
 from shelfops.settings import Settings
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(serve.bento_app, name="bento")
 app.command("serve")(serve.serve)
+app.command("console")(console_cmd)
 models.register(app)
 
 

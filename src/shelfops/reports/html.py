@@ -111,22 +111,26 @@ def hidden_gems(stats: Any, n: int = 10) -> pd.DataFrame:
     )
 
 
-def category_affinity(
-    transactions: pd.DataFrame, products: pd.DataFrame, top: int = 12
+def category_pairs(
+    transactions: pd.DataFrame, products: pd.DataFrame, max_categories: int = 25
 ) -> pd.DataFrame:
-    """Category pairs bought together more often than chance (lift over independence).
+    """How often baskets with category X also hold category Y, against chance (both directions).
 
     When the products table has no categories, the last word of the description stands in
     (``... T-LIGHT HOLDER`` -> ``HOLDER``), which is what merchandisers group by anyway.
 
     Args:
-        transactions: Clean transactions.
+        transactions: Clean transactions (the window to measure over).
         products: Clean products.
-        top: Number of pairs.
+        max_categories: Only the most frequent categories (by baskets) are paired.
 
     Returns:
-        ``category_a, category_b, baskets, lift``.
+        ``category_a, category_b, baskets, p_b_given_a, lift`` for every ordered pair of
+        different categories seen in one basket; ``baskets`` counts baskets holding both,
+        ``p_b_given_a`` is the share of baskets with A that also hold B, and ``lift`` is that
+        share over B's share of all baskets (1 = independence).
     """
+    cols = ["category_a", "category_b", "baskets", "p_b_given_a", "lift"]
     tx = transactions
     if "is_product" in tx:
         tx = tx[tx["is_product"].astype(bool) & ~tx["is_cancellation"].astype(bool)]
@@ -148,19 +152,37 @@ def category_affinity(
     lines = lines.drop_duplicates()
     n_inv = lines["invoice"].nunique()
     if n_inv == 0:
-        return pd.DataFrame(columns=["category_a", "category_b", "baskets", "lift"])
+        return pd.DataFrame(columns=cols)
     counts = lines["cat"].value_counts()
-    keep = set(counts.index[:25])
+    keep = set(counts.index[:max_categories])
     lines = lines[lines["cat"].isin(keep)]
     pairs = lines.merge(lines, on="invoice")
-    pairs = pairs[pairs["cat_x"] < pairs["cat_y"]]
+    pairs = pairs[pairs["cat_x"] != pairs["cat_y"]]
     together = pairs.groupby(["cat_x", "cat_y"]).size().rename("baskets").reset_index()
     p = counts / n_inv
-    together["lift"] = (together["baskets"] / n_inv) / (
-        together["cat_x"].map(p).to_numpy() * together["cat_y"].map(p).to_numpy()
-    )
-    together = together[together["baskets"] >= 5].sort_values("lift", ascending=False)
-    return together.head(top).rename(columns={"cat_x": "category_a", "cat_y": "category_b"})
+    together["p_b_given_a"] = together["baskets"] / together["cat_x"].map(counts).to_numpy()
+    together["lift"] = together["p_b_given_a"] / together["cat_y"].map(p).to_numpy()
+    return together.rename(columns={"cat_x": "category_a", "cat_y": "category_b"})[cols]
+
+
+def category_affinity(
+    transactions: pd.DataFrame, products: pd.DataFrame, top: int = 12
+) -> pd.DataFrame:
+    """Category pairs bought together more often than chance (lift over independence).
+
+    Args:
+        transactions: Clean transactions.
+        products: Clean products.
+        top: Number of pairs.
+
+    Returns:
+        ``category_a, category_b, baskets, lift`` (each unordered pair once, at least 5
+        baskets, highest lift first); see :func:`category_pairs`.
+    """
+    pairs = category_pairs(transactions, products)
+    pairs = pairs[(pairs["category_a"] < pairs["category_b"]) & (pairs["baskets"] >= 5)]
+    pairs = pairs.sort_values("lift", ascending=False)
+    return pairs.head(top)[["category_a", "category_b", "baskets", "lift"]]
 
 
 def _frame_html(df: pd.DataFrame) -> str:

@@ -1,0 +1,138 @@
+"""The Recommendation explorer: what the running service returns for a customer now, and why.
+
+The console does not recommend by itself: it calls the recommendation service over HTTP
+(``POST /recommend``) and shows its answer, so what a merchandiser sees is what customers get.
+The customer's purchase history is shown beside it only when they allow personalization: for a
+customer opted out of it, the page shows the non-personal list the service returned and none of
+their history (not even whether they have any).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from shelfops.console.home import HomeData
+
+HISTORY_LINES = 15
+
+
+@dataclass
+class Exploration:
+    """What the explorer shows for one customer."""
+
+    customer_id: str
+    service_url: str | None
+    error: str | None = None
+    opted_out: bool = False
+    response: dict[str, Any] | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def recs_service_url(home: HomeData, configured: str | None) -> str | None:
+    """The recommendation service to ask: the configured URL or the local runtime's endpoint."""
+    if configured:
+        return configured.rstrip("/")
+    from shelfops.rollout.backends.local import LocalBackend
+    from shelfops.settings import RolloutSettings
+
+    try:
+        return LocalBackend(home.settings, RolloutSettings()).observe("recs").endpoint
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def opted_out_of_personalization(home: HomeData, customer_id: str) -> bool:
+    """The customer's personalization consent, resolved by the home's consent policy.
+
+    Customers the home does not know get the policy's default (opted out under ``opt_in``).
+    """
+    customers = home.cached(
+        "consent",
+        home.clean_deps,
+        lambda: (
+            home.clean()["customers"]
+            .assign(customer_id=lambda f: f["customer_id"].astype(str))
+            .set_index("customer_id")["opted_out_personalization"]
+        ),
+    )
+    if customer_id in customers.index:
+        return bool(customers.loc[customer_id])
+    return home.settings.consent_policy == "opt_in"
+
+
+def purchase_history(home: HomeData, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's newest purchase lines (call only for customers who allow personalization)."""
+    tx = home.clean()["transactions"]
+    mine = tx[tx["customer_id"].astype(str) == customer_id]
+    if "is_product" in mine:
+        mine = mine[mine["is_product"].astype(bool)]
+    mine = mine.sort_values("invoice_date", ascending=False).head(HISTORY_LINES)
+    return [
+        {
+            "date": f"{pd.Timestamp(r.invoice_date):%Y-%m-%d}",
+            "stock_code": str(r.stock_code),
+            "description": str(r.description),
+            "quantity": int(r.quantity),
+            "cancelled": bool(getattr(r, "is_cancellation", False)),
+        }
+        for r in mine.itertuples()
+    ]
+
+
+def explore(
+    home: HomeData, customer_id: str, service_url: str | None, k: int, timeout_s: float
+) -> Exploration:
+    """Ask the service for ``customer_id``'s list and gather what the page shows beside it."""
+    found = Exploration(customer_id=customer_id, service_url=service_url)
+    found.opted_out = opted_out_of_personalization(home, customer_id)
+    if service_url is None:
+        found.error = (
+            "no recommendation service is running: start one with `shelfops quickstart` or "
+            "`shelfops serve`, or set SHELFOPS_CONSOLE_RECS_URL"
+        )
+    else:
+        try:
+            reply = httpx.post(
+                f"{service_url}/recommend",
+                json={"customer_id": customer_id, "k": k},
+                timeout=timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            found.error = f"the recommendation service at {service_url} did not answer: {exc}"
+        else:
+            if reply.status_code != 200:
+                try:
+                    detail = reply.json().get("error", reply.text)
+                except ValueError:
+                    detail = reply.text
+                found.error = f"the service answered {reply.status_code}: {str(detail)[:300]}"
+            else:
+                found.response = reply.json()
+                found.items = list(found.response.get("items", []))
+                found.removed = list(found.response.get("removed", []) or [])
+    if found.opted_out:
+        # Only the non-personal list, none of the customer's history or personal removals.
+        found.removed = [r for r in found.removed if r.get("source") != "personal"]
+    else:
+        found.history = purchase_history(home, customer_id)
+    return found
+
+
+def example_customers(home: HomeData, n: int = 6) -> list[str]:
+    """A few customers with many purchases who allow personalization (links to try)."""
+
+    def compute() -> list[str]:
+        clean = home.clean()
+        cust = clean["customers"].assign(customer_id=lambda f: f["customer_id"].astype(str))
+        allowed = set(cust.loc[~cust["opted_out_personalization"].astype(bool), "customer_id"])
+        ids = clean["transactions"]["customer_id"].dropna().astype(str)
+        top = ids[ids.isin(allowed)].value_counts().index[:n]
+        return [str(c) for c in top]
+
+    return home.cached("examples", home.clean_deps, compute)

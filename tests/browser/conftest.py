@@ -1,0 +1,162 @@
+"""Browser fixtures: the trained home with logged traffic, a real recommendation service, the
+console started by its CLI, and Debian's Chromium driven by Playwright.
+
+Everything runs for real on loopback: ``bentoml serve`` for the recommendation service (the same
+command ``shelfops serve`` runs) and ``shelfops console`` in a subprocess. Screenshots go to
+``test-artifacts/console/`` (or ``$SHELFOPS_TEST_ARTIFACTS/console``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shelfops.rollout.processes import free_port
+from shelfops.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+VIEWER = "viewer-browser-test-token"
+EDITOR = "editor-browser-test-token"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+RELOAD_S = 0.5
+"""How often the test's recommendation service checks its rules file (default 2 s)."""
+
+
+@dataclass(frozen=True)
+class Live:
+    """The running pieces a browser test talks to."""
+
+    home: Settings
+    recs_url: str
+    console_url: str
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{url} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"{url} did not answer within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where screenshots are kept after the run."""
+    base = Path(os.environ.get("SHELFOPS_TEST_ARTIFACTS", REPO / "test-artifacts"))
+    out = base / "console"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def live(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """Logged traffic on the trained home, the recommendation service, and the console."""
+    from shelfops.serving.package import serve_command
+
+    home = trained_home
+    env = {**os.environ, "SHELFOPS_HOME": str(home.root)}
+    simulated = subprocess.run(
+        [sys.executable, "-m", "shelfops.cli.main", "monitor", "simulate", "--requests", "120"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert simulated.returncode == 0, simulated.stdout[-2000:] + simulated.stderr[-2000:]
+    logs = tmp_path_factory.mktemp("browser-logs")
+    recs_port, console_port = free_port(), free_port()
+    argv, serve_env = serve_command(home, "recs", recs_port)
+    recs_log = logs / "recs.log"
+    with recs_log.open("wb") as out:
+        recs = subprocess.Popen(
+            argv,
+            env=env | serve_env | {"SHELFOPS_SERVING_RULES_RELOAD_S": str(RELOAD_S)},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    recs_url = f"http://127.0.0.1:{recs_port}"
+    console_log = logs / "console.log"
+    try:
+        _wait(f"{recs_url}/v2/health/ready", recs, recs_log, 240)
+        with console_log.open("wb") as out:
+            console = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shelfops.cli.main",
+                    "console",
+                    "--port",
+                    str(console_port),
+                    "--recs-url",
+                    recs_url,
+                ],
+                env=env
+                | {
+                    "SHELFOPS_CONSOLE_VIEWER_TOKEN": VIEWER,
+                    "SHELFOPS_CONSOLE_EDITOR_TOKEN": EDITOR,
+                },
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        console_url = f"http://127.0.0.1:{console_port}"
+        try:
+            _wait(f"{console_url}/healthz", console, console_log, 180)
+            yield Live(home, recs_url, console_url)
+        finally:
+            _stop(console)
+    finally:
+        _stop(recs)
+        # Leave the shared home as the serving tests expect it: shipped rules.
+        shutil.rmtree(home.root / "rules", ignore_errors=True)
+        (home.root / "audit" / "rules.jsonl").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, headless, driven by Playwright (`make test-deps` installs it)."""
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing; run `make test-deps` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
