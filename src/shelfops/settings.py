@@ -265,6 +265,12 @@ class ServingSettings(BaseSettings):
     catalog_refresh_s: float = Field(
         300.0, gt=0, description="How often the product catalogue snapshot is reloaded."
     )
+    rules_reload_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often the recommendation service checks its rules file for changes "
+        "(an applied version is in force within this many seconds, without a restart).",
+    )
     max_k: int = Field(100, ge=1, description="Largest list length a client may ask for.")
     max_batch: int = Field(
         256, ge=1, description="Most customers or products in one request (larger gets a 413)."

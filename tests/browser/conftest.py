@@ -81,7 +81,7 @@ def artifacts() -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """Logged traffic on the trained home, the recommendation service, and the console."""
     from shelfops.serving.package import serve_command

@@ -56,7 +56,8 @@ def _fmt(v: float) -> str:
 
 def _empty(title: str, message: str) -> str:
     return (
-        f'<svg class="chart" viewBox="0 0 {W} 60" role="img" aria-label="{html.escape(title)}">'
+        f'<svg class="chart" viewBox="0 0 {W} 60" width="{W}" height="60" role="img" '
+        f'aria-label="{html.escape(title)}">'
         f'<text x="8" y="20" font-weight="bold">{html.escape(title)}</text>'
         f'<text x="8" y="44" fill="#666">{html.escape(message)}</text></svg>'
     )
@@ -106,7 +107,8 @@ def line_chart(
         return PAD_T + ph * (1 - (v - lo) / (hi - lo))
 
     out = [
-        f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(title)}">',
+        f'<svg class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
+        f'aria-label="{html.escape(title)}">',
         f'<text x="{PAD_L}" y="16" font-weight="bold">{html.escape(title)}</text>',
         f'<line x1="{PAD_L}" y1="{PAD_T + ph}" x2="{PAD_L + pw}" y2="{PAD_T + ph}" stroke="#999"/>',
         f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{PAD_T + ph}" stroke="#999"/>',
@@ -219,7 +221,8 @@ def heatmap(
     finite = [abs(math.log(v / center)) for row in values for v in row if _num(v) and v and v > 0]
     span = max(finite) if finite else 1.0
     out = [
-        f'<svg class="chart heatmap" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart heatmap" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" '
         f'aria-label="{html.escape(title)}">',
         f'<text x="4" y="16" font-weight="bold">{html.escape(title)}</text>',
     ]
@@ -270,7 +273,7 @@ def bar_chart(title: str, labels: Sequence[str], values: Sequence[float], *, uni
     height = top + row * len(labels) + 8
     hi = max([v for v in values if _num(v)] + [1e-12])
     out = [
-        f'<svg class="chart" viewBox="0 0 {W} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" '
         f'aria-label="{html.escape(title)}">',
         f'<text x="4" y="16" font-weight="bold">{html.escape(title)}</text>',
     ]

@@ -100,7 +100,7 @@ def explore(
         try:
             reply = httpx.post(
                 f"{service_url}/recommend",
-                json={"customer_id": customer_id, "k": k},
+                json={"customer_id": customer_id, "k": k, "explain": True},
                 timeout=timeout_s,
             )
         except httpx.HTTPError as exc:

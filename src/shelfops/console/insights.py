@@ -89,8 +89,9 @@ def hidden_gems_live(home: HomeData) -> tuple[pd.DataFrame, str, str]:
     exposure, exposure_window = _exposure(home)
     if not gems.empty:
         gems = gems.merge(exposure, on="stock_code", how="left")
-        gems["times_recommended"] = gems["times_recommended"].fillna(0).astype(int)
-        gems["bought_after"] = gems["bought_after"].fillna(0).astype(int)
+        for col in ("times_recommended", "bought_after", "invoices_52w"):
+            gems[col] = pd.to_numeric(gems[col]).fillna(0).astype(int)
+        gems["conversion"] = pd.to_numeric(gems["conversion"])
     window = f"52 weeks before the model's cutoff {stats.cutoff or '(unknown)'} ({predictor.tag})"
     return gems, window, exposure_window
 
@@ -118,9 +119,7 @@ def affinities(home: HomeData) -> tuple[str, pd.DataFrame, str]:
     lift = pairs.pivot_table(index="category_a", columns="category_b", values="lift")
     lift = lift.reindex(index=cats, columns=cats)
     values = [[None if pd.isna(v) else float(v) for v in row] for row in lift.to_numpy().tolist()]
-    svg = heatmap(
-        "Buyers of row category → also buy column category (lift over chance)", cats, cats, values
-    )
+    svg = heatmap("Category affinity: row → column (lift)", cats, cats, values)
     top = (
         pairs[pairs["baskets"] >= 5]
         .sort_values("lift", ascending=False)

@@ -9,8 +9,10 @@ recommendation service picks the file up by itself.
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
+import pandas as pd
 from pydantic import ValidationError
 
 from shelfops.console.home import HomeData
@@ -48,7 +50,20 @@ def fields() -> list[dict[str, Any]]:
             for attr, name in (("ge", "at least"), ("gt", "above"), ("le", "at most"))
             if getattr(m, attr, None) is not None
         }
-        kind = "int" if info.annotation is int else "float" if info.annotation is float else "text"
+        origin = typing.get_origin(info.annotation)
+        kind = (
+            "int"
+            if info.annotation is int
+            else "float"
+            if info.annotation is float
+            else "list"
+            if origin in (tuple, list)
+            else "text"
+        )
+        if kind == "list":
+            choices = [a for arg in typing.get_args(info.annotation) for a in typing.get_args(arg)]
+            if choices:
+                bounds["any of"] = ", ".join(str(c) for c in choices)
         out.append(
             {
                 "name": name,
@@ -58,6 +73,14 @@ def fields() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def form_values(rules: MerchRules) -> dict[str, str]:
+    """The rules as the form shows them (lists comma-separated)."""
+    return {
+        k: ", ".join(str(x) for x in v) if isinstance(v, tuple | list) else str(v)
+        for k, v in rules.model_dump().items()
+    }
 
 
 def parse_form(form: dict[str, str]) -> tuple[MerchRules | None, dict[str, str]]:
@@ -71,7 +94,13 @@ def parse_form(form: dict[str, str]) -> tuple[MerchRules | None, dict[str, str]]
             continue
         try:
             values[f["name"]] = (
-                int(raw) if f["kind"] == "int" else float(raw) if f["kind"] == "float" else raw
+                int(raw)
+                if f["kind"] == "int"
+                else float(raw)
+                if f["kind"] == "float"
+                else tuple(p.strip() for p in raw.split(",") if p.strip())
+                if f["kind"] == "list"
+                else raw
             )
         except ValueError:
             errors[f["name"]] = (
@@ -100,10 +129,11 @@ def context(
     values = (
         {k: form.get(k, "") for k in MerchRules.model_fields}
         if form is not None
-        else (current.model_dump() if current is not None else MerchRules().model_dump())
+        else form_values(current if current is not None else MerchRules())
     )
     return {
         "current": current,
+        "current_values": form_values(current) if current is not None else {},
         "source": source,
         "source_error": error,
         "status": status,
@@ -137,6 +167,151 @@ def rollback(home: HomeData, number: int, actor: str, note: str) -> RulesVersion
     return RulesStore(home.settings).rollback(number, actor, note.strip(), base=current)
 
 
-def preview(home: HomeData, proposed: MerchRules, customers: int) -> dict[str, Any]:
-    """What ``proposed`` would change on a sample of customers (filled in by the rules engine)."""
-    return {"customers": 0, "note": "preview not available yet", "rules": proposed.model_dump()}
+def _preview_inputs(home: HomeData, customers: int) -> dict[str, Any] | None:
+    """The sample's feature rows and the catalogue snapshot (cached per change of the features)."""
+    from shelfops.monitoring.simulate import latest_rows
+    from shelfops.serving.rules import catalog_from_online
+
+    features = home.settings.features_dir
+
+    def compute() -> dict[str, Any] | None:
+        behaviour = features / "customer_behaviour.parquet"
+        catalog = features / "product_catalog.parquet"
+        if not behaviour.is_file() or not catalog.is_file():
+            return None
+        rows = latest_rows(pd.read_parquet(behaviour), "customer_id")
+        rows["customer_id"] = rows["customer_id"].astype(str)
+        consent = home.clean()["customers"]
+        allowed = set(
+            consent.loc[~consent["opted_out_personalization"].astype(bool), "customer_id"].astype(
+                str
+            )
+        )
+        rows = rows[rows["customer_id"].isin(allowed) & (rows["top_items"].map(len) > 0)]
+        rows = rows.sample(n=min(customers, len(rows)), random_state=home.settings.seed)
+        rows = rows.assign(opted_out_personalization=False)
+        snapshot = latest_rows(pd.read_parquet(catalog), "stock_code")
+        return {
+            "rows": rows,
+            "catalog": catalog_from_online(snapshot.to_dict(orient="list")),
+        }
+
+    return home.cached(f"preview:{customers}", [features, *home.clean_deps], compute)
+
+
+def _run(
+    rules: MerchRules, scored: dict[str, list[dict[str, Any]]], inputs: dict[str, Any], k: int
+) -> dict[str, Any]:
+    """The rules on every sampled customer's candidates, as the service applies them."""
+    from shelfops.serving.rules import Candidate, apply_rules
+
+    affinity = dict(
+        zip(inputs["rows"]["customer_id"], inputs["rows"]["discount_affinity"], strict=True)
+    )
+    removed: dict[str, int] = {}
+    customers: dict[str, int] = {}
+    boosted = 0
+    lists: dict[str, list[str]] = {}
+    for cid, items in scored.items():
+        candidates = [
+            Candidate(r["stock_code"], float(r["score"]), r)
+            for r in items
+            if r["score"] is not None
+        ]
+        outcome = apply_rules(
+            rules, candidates, inputs["catalog"], float(affinity.get(cid) or 0.0), k
+        )
+        for rule, n in outcome.removed_by_rule().items():
+            removed[rule] = removed.get(rule, 0) + n
+            customers[rule] = customers.get(rule, 0) + 1
+        boosted += sum(1 for kept in outcome.kept if kept.boosted)
+        lists[cid] = [kept.candidate.stock_code for kept in outcome.kept]
+    return {"removed": removed, "customers": customers, "boosted": boosted, "lists": lists}
+
+
+def preview(home: HomeData, proposed: MerchRules, customers: int, k: int = 10) -> dict[str, Any]:
+    """What ``proposed`` would change against the rules in force, on a sample of customers.
+
+    The sample's latest features are scored once by the registered recommender (the same
+    Predictor the service uses, with the same candidate pool of ``2k + 20``), then the one rules
+    implementation (:func:`shelfops.serving.rules.apply_rules`) runs with both rule sets.
+
+    Returns:
+        ``customers``, ``per_rule`` rows (personal items removed now and with the proposal, and
+        customers affected), ``summary`` lines, and ``recall`` (the served-path backtest figure
+        when the home has one).
+    """
+    from shelfops.serving.rules import REMOVING_RULES
+
+    current, _, _ = rules_in_force(home.settings)
+    inputs = _preview_inputs(home, customers)
+    predictor = home.recs_predictor()
+    if inputs is None or predictor is None or inputs["rows"].empty:
+        return {
+            "customers": 0,
+            "per_rule": [],
+            "summary": [],
+            "note": "No trained recommender or customer features in this home yet: run "
+            "`shelfops quickstart` first.",
+            "recall": served_recall(home),
+        }
+    rows = inputs["rows"]
+    scored = home.cached(
+        f"preview-scores:{customers}:{k}",
+        [home.models_dir, home.settings.features_dir],
+        lambda: predictor.predict(
+            rows, k=min(len(predictor.model.stats.items), 2 * k + 20), now=pd.Timestamp.now()
+        ),
+    )
+    now = _run(current or MerchRules(), scored, inputs, k)
+    new = _run(proposed, scored, inputs, k)
+    per_rule = [
+        {
+            "rule": rule,
+            "before": now["removed"].get(rule, 0),
+            "after": new["removed"].get(rule, 0),
+            "customers_after": new["customers"].get(rule, 0),
+        }
+        for rule in REMOVING_RULES
+    ]
+    changed = sum(1 for c in new["lists"] if new["lists"][c] != now["lists"][c])
+    short = sum(1 for c in new["lists"] if len(new["lists"][c]) < k)
+    summary = [
+        f"{changed} of {len(rows)} customers would see a different personal top {k}.",
+        f"Surplus-boosted items in the personal top {k}: {now['boosted']} now, "
+        f"{new['boosted']} with the proposal.",
+        f"{short} customers would have fewer than {k} personal items left (the service tops "
+        "those up from popularity under the same rules).",
+    ]
+    return {
+        "customers": len(rows),
+        "per_rule": per_rule,
+        "summary": summary,
+        "note": f"Personal candidates (top {2 * k + 20} per customer) of {len(rows)} sampled "
+        "customers who allow personalization, scored now by the registered model; counts are "
+        "items each rule removed.",
+        "recall": served_recall(home),
+    }
+
+
+def served_recall(home: HomeData) -> str:
+    """Served Recall@10 of the newest backtest in the home, or why there is none."""
+    import json
+
+    found = sorted(
+        (home.settings.root / "backtests").glob("*/reports/backtest.json"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for path in reversed(found):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        served = (result.get("recommendations") or {}).get("served")
+        if isinstance(served, dict) and served.get("recall@10") is not None:
+            return (
+                f"Served Recall@10 on the last backtest (cutoff {result.get('cutoff')}, rules in "
+                f"force then): {float(served['recall@10']):.4f}. It does not yet reflect the "
+                "proposal: rerun the backtest after applying."
+            )
+    return (
+        "No served-path backtest in this home yet, so no served Recall@10 to show "
+        "(`shelfops backtest --served` writes one)."
+    )

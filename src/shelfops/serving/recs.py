@@ -47,11 +47,13 @@ from shelfops.serving.rules import (
     CatalogEntry,
     MerchRules,
     Removal,
+    RulesError,
     apply_rules,
     catalog_from_online,
     check,
     is_surplus,
 )
+from shelfops.serving.rules_store import SHIPPED_RULES, serving_rules_path
 from shelfops.serving.schemas import (
     ItemSource,
     RecommendContext,
@@ -66,8 +68,20 @@ log = logging.getLogger(__name__)
 CATALOG_TIMEOUT_S = 30.0
 """The catalogue snapshot is one bulk read off the request path: it may take longer."""
 
-DEFAULT_RULES = Path(__file__).with_name("merchandising.yaml")
-"""The rules shipped with ShelfOps (``SHELFOPS_SERVING_RULES_FILE`` overrides them)."""
+DEFAULT_RULES = SHIPPED_RULES
+"""The rules shipped with ShelfOps (applied versions or ``SHELFOPS_SERVING_RULES_FILE`` win)."""
+
+
+def _file_stamp(path: Path | None) -> tuple[Path, int, int, int] | None:
+    """Identity of a file's current content (path, mtime, size, inode), None when unreadable."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (path, st.st_mtime_ns, st.st_size, st.st_ino)
+
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -99,11 +113,15 @@ class RecsServer(ModelServer):
         stats = self.predictor.model.stats
         self.items: list[str] = list(stats.items)
         self.popular: list[int] = [int(j) for j in stats.popular_order()]
+        rules_path = serving_rules_path(self.settings, self.serving)
         self.rules = (
-            MerchRules.from_text(self.serving.rules_yaml)
-            if self.serving.rules_yaml
-            else MerchRules.from_yaml(self.serving.rules_file or DEFAULT_RULES)
+            MerchRules.from_yaml(rules_path)
+            if rules_path is not None
+            else MerchRules.from_text(self.serving.rules_yaml or "")
         )
+        self.rules_error: str | None = None
+        """Why the rules file on disk is not in force (it is invalid), or None."""
+        self._rules_seen = _file_stamp(rules_path)
         self.clock: Callable[[], pd.Timestamp] = pd.Timestamp.now
         """Scoring time; the served-path evaluation sets it to the cutoff it replays."""
         self.online = OnlineReader(
@@ -118,6 +136,10 @@ class RecsServer(ModelServer):
             target=self._refresh_loop, name="catalog-refresh", daemon=True
         )
         self._refresher.start()
+        self._rules_watcher = threading.Thread(
+            target=self._rules_loop, name="rules-reload", daemon=True
+        )
+        self._rules_watcher.start()
 
     def _warm_up(self) -> None:
         """Serve one cold-start request and score one synthetic personal row."""
@@ -172,6 +194,35 @@ class RecsServer(ModelServer):
             return False
         self.catalog = catalog_from_online(rows)
         return True
+
+    def reload_rules(self) -> bool:
+        """Put the rules file in force again when it changed on disk (no restart needed).
+
+        The file is the one :func:`~shelfops.serving.rules_store.serving_rules_path` names, so a
+        version applied with the console (or ``RulesStore``) is picked up. A file that no longer
+        parses is reported (logged, ``rules_error``) and the rules in force stay.
+
+        Returns:
+            True when new rules were put in force.
+        """
+        path = serving_rules_path(self.settings, self.serving)
+        stamp = _file_stamp(path)
+        if path is None or stamp is None or stamp == self._rules_seen:
+            return False
+        self._rules_seen = stamp
+        try:
+            rules = MerchRules.from_yaml(path)
+        except RulesError as exc:
+            self.rules_error = str(exc)
+            log.error("%s; the rules in force stay until the file is fixed", exc)
+            return False
+        self.rules, self.rules_error = rules, None
+        log.info("merchandising rules reloaded from %s", path)
+        return True
+
+    def _rules_loop(self) -> None:
+        while not self._stop.wait(self.serving.rules_reload_s):
+            self.reload_rules()
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.serving.catalog_refresh_s):

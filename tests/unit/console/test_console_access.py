@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from shelfops.console.app import create_app
 from shelfops.console.auth import ConsoleAccessError, check_bind
+from shelfops.console.rules_page import form_values
 from shelfops.serving.rules import MerchRules
 from shelfops.serving.rules_store import RulesStore
 from shelfops.settings import ConsoleSettings, Settings
@@ -45,7 +46,7 @@ def sign_in(c: TestClient, token: str, name: str = "ana") -> str:
 
 
 def rules_form(csrf: str, **changes: str) -> dict[str, str]:
-    form = {k: str(v) for k, v in MerchRules().model_dump().items()}
+    form = form_values(MerchRules())
     return {**form, "csrf": csrf, "note": "test", **changes}
 
 

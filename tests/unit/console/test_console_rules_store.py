@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shelfops.console.rules_page import parse_form
+from shelfops.console.rules_page import form_values, parse_form
 from shelfops.serving.rules import MerchRules
 from shelfops.serving.rules_store import (
     SHIPPED_RULES,
@@ -87,7 +87,7 @@ def test_the_service_reads_the_home_rules_once_applied(tmp_path: Path) -> None:
 )
 def test_bad_form_values_get_a_message_per_field(field: str, value: str, message: str) -> None:
     """Each bad value is named with a reason, and no rules object comes out."""
-    form = {k: str(v) for k, v in MerchRules().model_dump().items()}
+    form = form_values(MerchRules())
     form[field] = value
     rules, errors = parse_form(form)
     assert rules is None and message in errors[field]
