@@ -80,6 +80,26 @@ def test_every_page_loads_without_console_errors(browser: Any, live: Live, artif
         assert errors == []
 
 
+def test_the_weekly_summary_downloads_as_html_and_pdf(
+    browser: Any, live: Live, artifacts: Path
+) -> None:
+    """One click gives a self-contained HTML summary; the other a PDF printed by Chromium."""
+    with signed_in(browser, live, VIEWER, "share-check") as (page, errors):
+        page.goto(f"{live.console_url}/share")
+        with page.expect_download() as html_download:
+            page.click("#weekly-html")
+        html_path = artifacts / "weekly-summary.html"
+        html_download.value.save_as(html_path)
+        text = html_path.read_text()
+        assert "Model value against baselines" in text and "<script" not in text
+        with page.expect_download(timeout=90_000) as pdf_download:
+            page.click("#weekly-pdf")
+        pdf_path = artifacts / "weekly-summary.pdf"
+        pdf_download.value.save_as(pdf_path)
+        assert pdf_path.read_bytes().startswith(b"%PDF")
+        assert errors == []
+
+
 def test_rule_edit_previews_then_apply_changes_the_running_service(
     browser: Any, live: Live, artifacts: Path
 ) -> None:
