@@ -12,6 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from shelfops.data.consent import personalizable_customers
 from shelfops.serving.rules_store import RulesStore
 from tests.browser.conftest import EDITOR, VIEWER, Live
 
@@ -58,8 +59,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
 def personal_customer(live: Live) -> str:
     """A customer with history who allows personalization."""
     clean = live.home.clean_dir
-    customers = pd.read_parquet(clean / "customers.parquet")
-    allowed = set(customers.loc[~customers["opted_out_personalization"], "customer_id"].astype(str))
+    allowed = personalizable_customers(pd.read_parquet(clean / "customers.parquet"))
     tx = pd.read_parquet(clean / "transactions.parquet", columns=["customer_id"])
     ids = tx["customer_id"].dropna().astype(str)
     return str(ids[ids.isin(allowed)].value_counts().index[0])
@@ -192,7 +192,7 @@ def test_an_opted_out_customers_history_never_appears(browser: Any, live: Live) 
     """For a customer opted out of personalization: consent note, no history, non-personal list."""
     clean = live.home.clean_dir
     customers = pd.read_parquet(clean / "customers.parquet")
-    out = set(customers.loc[customers["opted_out_personalization"], "customer_id"].astype(str))
+    out = set(customers["customer_id"].astype(str)) - personalizable_customers(customers)
     tx = pd.read_parquet(clean / "transactions.parquet")
     tx = tx[tx["customer_id"].astype(str).isin(out)]
     assert not tx.empty, "the generated retailer should have opted-out buyers"
@@ -205,9 +205,7 @@ def test_an_opted_out_customers_history_never_appears(browser: Any, live: Live) 
         text = page.content()
         assert "Purchase history" not in text
         assert not any(inv in text for inv in invoices)
-        sources = {
-            s.strip() for s in page.locator("#items td:nth-child(4)").all_inner_texts()
-        }
+        sources = {s.strip() for s in page.locator("#items td:nth-child(4)").all_inner_texts()}
         assert sources and "personal" not in sources
         assert errors == []
 

@@ -47,23 +47,26 @@ def recs_service_url(home: HomeData, configured: str | None) -> str | None:
         return None
 
 
-def opted_out_of_personalization(home: HomeData, customer_id: str) -> bool:
-    """The customer's personalization consent, resolved by the home's consent policy.
+def allowed_customers(home: HomeData) -> set[str]:
+    """Known customers who allow personalization (:mod:`shelfops.data.consent` decides)."""
+    from shelfops.data.consent import personalizable_customers
 
-    Customers the home does not know get the policy's default (opted out under ``opt_in``).
-    """
-    customers = home.cached(
-        "consent",
-        home.clean_deps,
-        lambda: (
-            home.clean()["customers"]
-            .assign(customer_id=lambda f: f["customer_id"].astype(str))
-            .set_index("customer_id")["opted_out_personalization"]
-        ),
+    return home.cached(
+        "consent", home.clean_deps, lambda: personalizable_customers(home.clean()["customers"])
     )
-    if customer_id in customers.index:
-        return bool(customers.loc[customer_id])
-    return home.settings.consent_policy == "opt_in"
+
+
+def opted_out_of_personalization(home: HomeData, customer_id: str) -> bool:
+    """Whether a known customer opted out of personalization (ingest resolved the policy).
+
+    A customer the home does not know has no history to hide and gets the cold-start list.
+    """
+    known = home.cached(
+        "known_customers",
+        home.clean_deps,
+        lambda: set(home.clean()["customers"]["customer_id"].astype(str)),
+    )
+    return customer_id in known and customer_id not in allowed_customers(home)
 
 
 def purchase_history(home: HomeData, customer_id: str) -> list[dict[str, Any]]:
@@ -128,10 +131,8 @@ def example_customers(home: HomeData, n: int = 6) -> list[str]:
     """A few customers with many purchases who allow personalization (links to try)."""
 
     def compute() -> list[str]:
-        clean = home.clean()
-        cust = clean["customers"].assign(customer_id=lambda f: f["customer_id"].astype(str))
-        allowed = set(cust.loc[~cust["opted_out_personalization"].astype(bool), "customer_id"])
-        ids = clean["transactions"]["customer_id"].dropna().astype(str)
+        allowed = allowed_customers(home)
+        ids = home.clean()["transactions"]["customer_id"].dropna().astype(str)
         top = ids[ids.isin(allowed)].value_counts().index[:n]
         return [str(c) for c in top]
 

@@ -169,6 +169,8 @@ def rollback(home: HomeData, number: int, actor: str, note: str) -> RulesVersion
 
 def _preview_inputs(home: HomeData, customers: int) -> dict[str, Any] | None:
     """The sample's feature rows and the catalogue snapshot (cached per change of the features)."""
+    from shelfops.console.explorer import allowed_customers
+    from shelfops.data.consent import PERSONALIZATION_OPT_OUT
     from shelfops.monitoring.simulate import latest_rows
     from shelfops.serving.rules import catalog_from_online
 
@@ -181,15 +183,10 @@ def _preview_inputs(home: HomeData, customers: int) -> dict[str, Any] | None:
             return None
         rows = latest_rows(pd.read_parquet(behaviour), "customer_id")
         rows["customer_id"] = rows["customer_id"].astype(str)
-        consent = home.clean()["customers"]
-        allowed = set(
-            consent.loc[~consent["opted_out_personalization"].astype(bool), "customer_id"].astype(
-                str
-            )
-        )
+        allowed = allowed_customers(home)
         rows = rows[rows["customer_id"].isin(allowed) & (rows["top_items"].map(len) > 0)]
         rows = rows.sample(n=min(customers, len(rows)), random_state=home.settings.seed)
-        rows = rows.assign(opted_out_personalization=False)
+        rows = rows.assign(**{PERSONALIZATION_OPT_OUT: False})
         snapshot = latest_rows(pd.read_parquet(catalog), "stock_code")
         return {
             "rows": rows,
