@@ -61,6 +61,7 @@ bench: install ## Run the benchmarks and print their figures (see docs/benchmark
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_monitoring.py
 	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_console.py
 
 clean: ## Remove local outputs (keeps .venv)
 	rm -rf local_outputs

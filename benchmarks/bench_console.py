@@ -2,15 +2,19 @@
 
 Usage::
 
-    python benchmarks/bench_console.py --home HOME [--recs-url URL] [--repeats 20] [--out FILE]
+    python benchmarks/bench_console.py [--home HOME | --lines 1000000] [--recs-url URL]
+        [--repeats 20] [--out FILE]
 
-Builds the console app for HOME in process and times each page through real HTTP requests
-(``TestClient``): the first request after start without the warm-up (cold: it fills the caches,
-i.e. reads the data), the start-up warm-up (what ``shelfops console`` does before listening), and
-the median and p95 of ``--repeats`` later requests (warm: what every visitor sees). The explorer is
-timed with a customer when a recommendation service answers (``--recs-url`` or the local runtime),
-which includes the service's own answer time. Budget (docs/benchmarks.md, "Console"): under 500 ms
-per warm page on the 1M-line home.
+Without ``--home`` it first builds one the way a user would (``shelfops data generate`` with
+``--lines`` lines, 6,000 customers and 5,000 products; ``shelfops pipeline run --local``;
+``shelfops monitor simulate --requests 2000``) in a temporary folder. It then builds the console
+app for the home in process and times each page through real HTTP requests (``TestClient``):
+the first request after start without the warm-up (cold: it fills the caches, i.e. reads the
+data), the start-up warm-up (what ``shelfops console`` does before listening), and the median
+and p95 of ``--repeats`` later requests (warm: what every visitor sees). The explorer is timed
+with a customer when a recommendation service answers (``--recs-url`` or the local runtime),
+which includes the service's own answer time. Budget (docs/benchmarks.md, "Console"): under
+500 ms per warm page on the 1M-line home.
 """
 
 from __future__ import annotations
@@ -43,10 +47,31 @@ def _time(client: object, url: str, repeats: int) -> dict[str, float]:
     }
 
 
+def build_home(lines: int) -> Path:
+    """Generate, train and log traffic on a fresh home with the CLI; returns its folder."""
+    import subprocess
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="shelfops-bench-console-"))
+    env = {**os.environ, "SHELFOPS_HOME": str(home)}
+    cli = [sys.executable, "-m", "shelfops.cli.main"]
+    for argv in (
+        ["data", "generate", "--lines", str(lines), "--customers", "6000", "--products", "5000"],
+        ["pipeline", "run", "--local", "--demand-margin", "-1", "--recs-margin", "-1"],
+        ["monitor", "simulate", "--requests", "2000"],
+    ):
+        print(f"building the home: shelfops {' '.join(argv)}", file=sys.stderr)
+        subprocess.run([*cli, *argv], env=env, check=True)
+    return home
+
+
 def main() -> int:
     """Time every page and print (and optionally write) the figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, required=True, help="ShelfOps home to read.")
+    parser.add_argument("--home", type=Path, default=None, help="ShelfOps home to read.")
+    parser.add_argument(
+        "--lines", type=int, default=1_000_000, help="Lines of the generated home (no --home)."
+    )
     parser.add_argument("--recs-url", default=None, help="Recommendation service for the explorer.")
     parser.add_argument("--repeats", type=int, default=20, help="Warm requests per page.")
     parser.add_argument("--out", type=Path, default=None, help="Write the JSON result here.")
@@ -60,7 +85,8 @@ def main() -> int:
     from shelfops.registry import use_bentoml_home
     from shelfops.settings import ConsoleSettings, Settings
 
-    settings = Settings(home=args.home)
+    home_dir = args.home or build_home(args.lines)
+    settings = Settings(home=home_dir)
     use_bentoml_home(settings)
     import pandas as pd
 

@@ -141,3 +141,19 @@ def test_loopback_without_tokens_is_the_local_editor_with_csrf_still_required(
     assert c.post("/rules/apply", data=rules_form("nope")).status_code == 403
     assert c.post("/rules/apply", data=rules_form(csrf, min_inventory="2")).status_code == 303
     assert RulesStore(settings).versions()[0].rules().min_inventory == 2
+
+
+def test_the_cli_refuses_a_public_address_without_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`shelfops console --host 0.0.0.0` without tokens exits 1 and names the variables to set."""
+    from typer.testing import CliRunner
+
+    from shelfops.cli.main import app
+
+    for var in ("SHELFOPS_CONSOLE_VIEWER_TOKEN", "SHELFOPS_CONSOLE_EDITOR_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(app, ["--home", str(tmp_path), "console", "--host", "0.0.0.0"])
+    said = " ".join((result.stdout + (result.stderr or "")).split())
+    assert result.exit_code == 1
+    assert "SHELFOPS_CONSOLE_VIEWER_TOKEN and SHELFOPS_CONSOLE_EDITOR_TOKEN" in said
