@@ -147,9 +147,13 @@ def live(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         (home.root / "audit" / "rules.jsonl").unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's Chromium, headless, driven by Playwright (`make test-deps` installs it)."""
+    """Debian's Chromium, headless, driven by Playwright (`make test-deps` installs it).
+
+    Module-scoped: Playwright's sync API keeps an event loop running while it is open, and later
+    tests that call ``asyncio.run`` (the KServe client) need it closed.
+    """
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing; run `make test-deps` (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

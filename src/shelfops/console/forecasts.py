@@ -149,7 +149,7 @@ def forecast_view(home: HomeData, product: str | None, category: str | None) -> 
     actual = _actuals(home)
     start = fc["week_start"].min() - pd.Timedelta(weeks=HISTORY_WEEKS)
     p_chart = _chart(
-        f"{product} {names['description'].get(product, '')}: weekly units, P10/P50/P90 and actuals",
+        f"{product} {names['description'].get(product, '')}"[:60],
         actual[actual["stock_code"] == product],
         fc[fc["stock_code"] == product],
         start,

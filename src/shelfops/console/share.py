@@ -72,9 +72,9 @@ def _value_section(home: HomeData) -> list[str]:
         window = meta.get("data_window") or {}
         parts.append(
             f"<h3>{html.escape(label)} ({html.escape(str(meta['tag']))})</h3>"
-            f"<p class='muted'>{html.escape(explain)}, on the validation window of data "
-            f"{html.escape(str(window.get('start', '?')))} to "
-            f"{html.escape(str(window.get('end', '?')))}.</p>"
+            f"<p class='muted'>{html.escape(explain)}, measured on the validation window at the "
+            f"end of the training data ({html.escape(str(window.get('start', '?')))} to "
+            f"{html.escape(str(window.get('end', '?')))}), model and baselines alike.</p>"
         )
         parts.append(
             bar_chart(

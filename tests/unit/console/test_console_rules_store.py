@@ -101,3 +101,28 @@ def test_audit_skips_a_torn_line(store: RulesStore) -> None:
     store.apply(MerchRules(min_inventory=3), "y", base=MerchRules())
     assert [e["actor"] for e in store.audit()] == ["y", "x"]
     assert json.loads(store.audit_path.read_text().splitlines()[0])["version"] == 1
+
+
+def test_category_pairs_lift_and_conditional_share_on_a_tiny_basket_set() -> None:
+    """Lift and P(B | A) per ordered pair match a hand count; the unordered top list keeps one."""
+    import pandas as pd
+
+    from shelfops.reports.html import category_affinity, category_pairs
+
+    tx = pd.DataFrame(
+        {
+            "invoice": ["1", "1", "2", "2", "3", "4"] * 5,
+            "stock_code": ["a", "b", "a", "b", "a", "c"] * 5,
+        }
+    )
+    tx["invoice"] = tx["invoice"] + "-" + (tx.index // 6).astype(str)
+    products = pd.DataFrame(
+        {"stock_code": ["a", "b", "c"], "category": ["X", "Y", "Z"], "description": ["", "", ""]}
+    )
+    pairs = category_pairs(tx, products).set_index(["category_a", "category_b"])
+    # 20 baskets: X in 15, Y in 10, X and Y together in 10.
+    assert pairs.loc[("Y", "X"), "p_b_given_a"] == pytest.approx(1.0)
+    assert pairs.loc[("X", "Y"), "p_b_given_a"] == pytest.approx(10 / 15)
+    assert pairs.loc[("X", "Y"), "lift"] == pytest.approx((10 / 15) / (10 / 20))
+    top = category_affinity(tx, products)
+    assert top[["category_a", "category_b"]].values.tolist() == [["X", "Y"]]
