@@ -83,7 +83,6 @@ def _file_stamp(path: Path | None) -> tuple[Path, int, int, int] | None:
     return (path, st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
