@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shelfops.console.share import CHROMIUM_FLAGS
 from shelfops.rollout.processes import free_port
 from shelfops.settings import Settings
 
@@ -27,15 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 VIEWER = "viewer-browser-test-token"
 EDITOR = "editor-browser-test-token"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM_ARGS = list(CHROMIUM_FLAGS)
 RELOAD_S = 0.5
 """How often the test's recommendation service checks its rules file (default 2 s)."""
 

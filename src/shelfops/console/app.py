@@ -275,8 +275,8 @@ def create_app(
     def rules_view(request: Request) -> HTMLResponse:
         return page(request, current(request), "rules.html", **rules_page.context(home, settings))
 
-    @app.post("/rules/preview", response_class=HTMLResponse)
-    async def rules_preview(request: Request) -> HTMLResponse:
+    async def rules_form(request: Request) -> tuple[Session, dict[str, Any]] | HTMLResponse:
+        """A submitted rules form, checked: the page to answer with, or the valid form."""
         try:
             session, form = await change(request)
         except PermissionError as exc:
@@ -286,21 +286,24 @@ def create_app(
         ctx = rules_page.context(home, settings, form=form)
         if ctx["form_errors"]:
             return page(request, session, "rules.html", code=400, **ctx)
+        return session, ctx
+
+    @app.post("/rules/preview", response_class=HTMLResponse)
+    async def rules_preview(request: Request) -> HTMLResponse:
+        checked = await rules_form(request)
+        if isinstance(checked, HTMLResponse):
+            return checked
+        session, ctx = checked
         ctx["preview"] = rules_page.preview(home, ctx["proposed"], console.preview_customers)
         return page(request, session, "rules.html", **ctx)
 
     @app.post("/rules/apply", response_class=HTMLResponse)
     async def rules_apply(request: Request) -> Response:
-        try:
-            session, form = await change(request)
-        except PermissionError as exc:
-            return refused(request, exc, 403)
-        except FormError as exc:
-            return refused(request, exc, 400)
-        ctx = rules_page.context(home, settings, form=form)
-        if ctx["form_errors"]:
-            return page(request, session, "rules.html", code=400, **ctx)
-        version = rules_page.apply(home, ctx["proposed"], session.actor, form.get("note", ""))
+        checked = await rules_form(request)
+        if isinstance(checked, HTMLResponse):
+            return checked
+        session, ctx = checked
+        version = rules_page.apply(home, ctx["proposed"], session.actor, ctx["note"])
         return RedirectResponse(f"/rules?applied={version.number}", status_code=303)
 
     @app.post("/rules/rollback", response_class=HTMLResponse)

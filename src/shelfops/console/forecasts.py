@@ -9,7 +9,6 @@ a quantile of the sum (which would be narrower).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -40,31 +39,12 @@ def logged_forecasts(home: HomeData) -> pd.DataFrame:
     from shelfops.monitoring.store import predictions_dir
 
     def compute() -> pd.DataFrame:
-        log = home.predictions("demand")
-        cols = ["stock_code", "week_start", "p10", "p50", "p90", "ts"]
-        if log.empty:
-            return pd.DataFrame(columns=cols)
-        rows = []
-        for ts, raw, degraded in zip(log["ts"], log["outputs"], log["degraded"], strict=True):
-            if degraded:
-                continue
-            for f in json.loads(raw).get("forecasts", []):
-                if f.get("p50") is None:
-                    continue
-                rows.append(
-                    (
-                        str(f["stock_code"]),
-                        f["week_start"],
-                        f.get("p10"),
-                        f["p50"],
-                        f.get("p90"),
-                        ts,
-                    )
-                )
-        frame = pd.DataFrame(rows, columns=cols)
+        from shelfops.monitoring.performance import logged_forecasts as from_log
+
+        frame = from_log(home.predictions("demand"))
         if frame.empty:
             return frame
-        frame["week_start"] = pd.to_datetime(frame["week_start"])
+        frame["week_start"] = frame["week_start"].dt.tz_localize(None)
         return (
             frame.sort_values("ts")
             .drop_duplicates(["stock_code", "week_start"], keep="last")

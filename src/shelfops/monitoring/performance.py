@@ -32,6 +32,41 @@ class Accuracy:
     by_week: pd.DataFrame  # week_start, pairs, wape, accuracy
 
 
+def logged_forecasts(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Every product-week forecast in the demand prediction log (degraded answers left out).
+
+    Args:
+        predictions: Prediction log rows of the demand model (``ts``, ``outputs`` JSON with
+            ``forecasts``, ``degraded``).
+
+    Returns:
+        ``ts, stock_code, week_start`` (UTC), ``p10, p50, p90`` per logged forecast week.
+    """
+    cols = ["ts", "stock_code", "week_start", "p10", "p50", "p90"]
+    rows: list[dict[str, Any]] = []
+    if predictions.empty:
+        return pd.DataFrame(columns=cols)
+    for ts, raw, degraded in zip(
+        predictions["ts"], predictions["outputs"], predictions["degraded"], strict=True
+    ):
+        if degraded:
+            continue
+        for f in json.loads(raw).get("forecasts", []):
+            if f.get("p50") is None:
+                continue
+            rows.append(
+                {
+                    "ts": ts,
+                    "stock_code": str(f["stock_code"]),
+                    "week_start": pd.Timestamp(f["week_start"], tz="UTC"),
+                    "p10": None if f.get("p10") is None else float(f["p10"]),
+                    "p50": float(f["p50"]),
+                    "p90": None if f.get("p90") is None else float(f["p90"]),
+                }
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
 def forecast_pairs(predictions: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataFrame:
     """Join logged demand forecasts with arrived actuals.
 
@@ -46,26 +81,9 @@ def forecast_pairs(predictions: pd.DataFrame, actuals: pd.DataFrame) -> pd.DataF
     cols = ["stock_code", "week_start", "forecast", "actual"]
     if predictions.empty or actuals.empty:
         return pd.DataFrame(columns=cols)
-    rows: list[dict[str, Any]] = []
-    for ts, raw, degraded in zip(
-        predictions["ts"], predictions["outputs"], predictions["degraded"], strict=True
-    ):
-        if degraded:
-            continue
-        for f in json.loads(raw).get("forecasts", []):
-            if f.get("p50") is None:
-                continue
-            rows.append(
-                {
-                    "ts": ts,
-                    "stock_code": str(f["stock_code"]),
-                    "week_start": pd.Timestamp(f["week_start"], tz="UTC"),
-                    "forecast": float(f["p50"]),
-                }
-            )
-    if not rows:
+    fc = logged_forecasts(predictions).rename(columns={"p50": "forecast"})
+    if fc.empty:
         return pd.DataFrame(columns=cols)
-    fc = pd.DataFrame(rows)
     fc["before"] = fc["ts"] <= fc["week_start"]
     # Prefer forecasts made before the week (latest of them), else the earliest made.
     fc["rank_ts"] = np.where(fc["before"], fc["ts"].astype("int64"), -fc["ts"].astype("int64"))
