@@ -81,60 +81,42 @@ def live(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
     home = trained_home
     env = {**os.environ, "SHELFOPS_HOME": str(home.root)}
-    simulated = subprocess.run(
-        [sys.executable, "-m", "shelfops.cli.main", "monitor", "simulate", "--requests", "120"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert simulated.returncode == 0, simulated.stdout[-2000:] + simulated.stderr[-2000:]
     logs = tmp_path_factory.mktemp("browser-logs")
     recs_port, console_port = free_port(), free_port()
-    argv, serve_env = serve_command(home, "recs", recs_port)
-    recs_log = logs / "recs.log"
-    with recs_log.open("wb") as out:
-        recs = subprocess.Popen(
-            argv,
-            env=env | serve_env | {"SHELFOPS_SERVING_RULES_RELOAD_S": str(RELOAD_S)},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     recs_url = f"http://127.0.0.1:{recs_port}"
-    console_log = logs / "console.log"
-    try:
-        _wait(f"{recs_url}/v2/health/ready", recs, recs_log, 240)
-        with console_log.open("wb") as out:
-            console = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "shelfops.cli.main",
-                    "console",
-                    "--port",
-                    str(console_port),
-                    "--recs-url",
-                    recs_url,
-                ],
-                env=env
-                | {
-                    "SHELFOPS_CONSOLE_VIEWER_TOKEN": VIEWER,
-                    "SHELFOPS_CONSOLE_EDITOR_TOKEN": EDITOR,
-                },
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+    console_url = f"http://127.0.0.1:{console_port}"
+    argv, serve_env = serve_command(home, "recs", recs_port)
+    cli = [sys.executable, "-m", "shelfops.cli.main"]
+    tokens = {"SHELFOPS_CONSOLE_VIEWER_TOKEN": VIEWER, "SHELFOPS_CONSOLE_EDITOR_TOKEN": EDITOR}
+    # The service starts while traffic is simulated (each spends most of its start-up importing
+    # and loading); the console starts once the simulated traffic is logged.
+    started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+    def start(name: str, command: list[str], extra: dict[str, str]) -> None:
+        log = logs / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                command, env=env | extra, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
             )
-        console_url = f"http://127.0.0.1:{console_port}"
-        try:
-            _wait(f"{console_url}/healthz", console, console_log, 180)
-            yield Live(home, recs_url, console_url)
-        finally:
-            _stop(console)
+        started[name] = (proc, log)
+
+    start("simulate", [*cli, "monitor", "simulate", "--requests", "120"], {})
+    start("recs", argv, serve_env | {"SHELFOPS_SERVING_RULES_RELOAD_S": str(RELOAD_S)})
+    try:
+        simulate, simulate_log = started["simulate"]
+        assert simulate.wait(timeout=300) == 0, simulate_log.read_text()[-3000:]
+        start(
+            "console",
+            [*cli, "console", "--port", str(console_port), "--recs-url", recs_url],
+            tokens,
+        )
+        _wait(f"{recs_url}/v2/health/ready", *started["recs"], 240)
+        _wait(f"{console_url}/healthz", *started["console"], 240)
+        yield Live(home, recs_url, console_url)
     finally:
-        _stop(recs)
+        for proc, _ in started.values():
+            if proc.poll() is None:
+                _stop(proc)
         # Leave the shared home as the serving tests expect it: shipped rules.
         shutil.rmtree(home.root / "rules", ignore_errors=True)
         (home.root / "audit" / "rules.jsonl").unlink(missing_ok=True)
