@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # Reinstall when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install quickstart test test-deps lint validate-k8s compile-pipelines bench clean
+.PHONY: help install quickstart test test-deps lint validate-k8s compile-pipelines bench clean images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ install: $(STAMP) ## Create .venv and install ShelfOps with its dev tools
 quickstart: install ## Install, then generate data and run the training pipeline locally
 	$(BIN)/shelfops quickstart
 
-test-deps: install ## Install the services and browser tests start for real (redis-server, chromium)
+test-deps: install ## Install the services and browser tests start for real (redis-server, chromium, a container engine)
 	@command -v redis-server >/dev/null || { \
 	  echo ">> installing redis-server from apt"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
@@ -38,8 +38,12 @@ test-deps: install ## Install the services and browser tests start for real (red
 	@test -x /usr/bin/chromium || { \
 	  echo ">> installing chromium from apt"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	bash scripts/container-engine.sh
 
-test: test-deps lint validate-k8s ## Install what tests need and run the whole suite
+images: install ## Build the base, tools, Redis and Bento images (installs and starts the engine)
+	bash scripts/build-images.sh
+
+test: test-deps lint validate-k8s images ## Install what tests need and run the whole suite
 	@# pytest exits 5 when it collects nothing; report that plainly instead of a bare failure.
 	$(BIN)/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc

@@ -187,8 +187,16 @@ class Settings(BaseSettings):
         "(opt_out, the CCPA default) or excluded unless opted in (opt_in).",
     )
     feast_project: str = Field("shelfops", description="Feast project name.")
+    feast_registry: str | None = Field(
+        None,
+        description="Feast registry: a file path or an object-store URI (s3://, gs://). Default: "
+        "<home>/feast/registry.db. The Helm chart sets it from featureStore.registry.path for "
+        "every workload, and feature_repo/feature_store.cluster.yaml reads the same variable.",
+    )
     redis_url: str | None = Field(
-        None, description="Redis online store as host:port (cluster profile); None uses SQLite."
+        None,
+        description="Redis online store as host:port or redis(s)://host:port/db (cluster "
+        "profile); None uses SQLite.",
     )
     redis_password: SecretStr | None = Field(None, description="Redis password, from a secret.")
     seed: int = Field(7, description="Seed for every random choice ShelfOps makes.")
@@ -228,6 +236,11 @@ class Settings(BaseSettings):
     def feast_dir(self) -> Path:
         """Feast registry and SQLite online store."""
         return self.root / "feast"
+
+    @property
+    def registry_path(self) -> str:
+        """Where the Feast registry lives (``feast_registry`` or ``<home>/feast/registry.db``)."""
+        return self.feast_registry or str(self.feast_dir / "registry.db")
 
     @property
     def audit_log(self) -> Path:

@@ -43,12 +43,18 @@ def _engine_manifest(
     }
     service_account = values["inference"]["serviceAccount"]["name"] or f"{RELEASE}-inference"
     sink = values.get("payloadSink", {})
-    fullname = values.get("fullnameOverride") or f"{RELEASE}-{chart_meta['name']}"
+    # Helm's shelfops.fullname: the release name alone when it already contains the chart name.
+    chart_name = values.get("nameOverride") or chart_meta["name"]
+    fullname = values.get("fullnameOverride") or (
+        RELEASE if chart_name in RELEASE else f"{RELEASE}-{chart_name}"
+    )
     logger_url = (
         f"http://{fullname}-payload-sink.{NAMESPACE}.svc.cluster.local:{sink['port']}"
         if sink.get("enabled")
         else None
     )
+    home = values["home"]["persistence"]
+    home_claim = (home["existingClaim"] or f"{fullname}-home") if home["enabled"] else None
     spec = IsvcSpec(
         model=name,
         image=_image(model["image"], model["version"]),
@@ -63,6 +69,7 @@ def _engine_manifest(
         tag_routing=values["inference"]["tagRouting"],
         logger_url=logger_url,
         logger_mode=sink.get("mode", "all"),
+        home_claim=home_claim,
     )
     return to_manifest(build_inference_service(spec))
 

@@ -178,12 +178,14 @@ Environment shared by the feature server and the materialization job.
   value: cluster
 - name: SHELFOPS_REDIS_URL
   value: {{ include "shelfops.redisUrl" . | quote }}
-- name: SHELFOPS_FEAST_REPO
-  value: /app/feature_repo
 - name: FEAST_FS_YAML_FILE_PATH
   value: /etc/shelfops/feast/feature_store.yaml
 - name: HOME
   value: /tmp
+- name: SHELFOPS_HOME
+  value: {{ .Values.home.mountPath | quote }}
+- name: SHELFOPS_FEAST_REGISTRY
+  value: {{ .Values.featureStore.registry.path | quote }}
 {{- with include "shelfops.redisPasswordEnv" . }}
 {{ . }}
 {{- end }}
@@ -198,11 +200,20 @@ Volumes and mounts shared by the feature server and the materialization job.
     name: {{ include "shelfops.fullname" . }}-feast
 - name: tmp
   emptyDir: {}
-{{- if .Values.featureStore.registry.persistence.enabled }}
-- name: feast-registry
+- name: home
+{{- if .Values.home.persistence.enabled }}
   persistentVolumeClaim:
-    claimName: {{ include "shelfops.fullname" . }}-feast-registry
+    claimName: {{ include "shelfops.homeClaim" . }}
+{{- else }}
+  emptyDir: {}
 {{- end }}
+{{- end }}
+
+{{/*
+Name of the PersistentVolumeClaim holding the ShelfOps home.
+*/}}
+{{- define "shelfops.homeClaim" -}}
+{{- .Values.home.persistence.existingClaim | default (printf "%s-home" (include "shelfops.fullname" .)) }}
 {{- end }}
 
 {{- define "shelfops.toolsVolumeMounts" -}}
@@ -211,10 +222,8 @@ Volumes and mounts shared by the feature server and the materialization job.
   readOnly: true
 - name: tmp
   mountPath: /tmp
-{{- if .Values.featureStore.registry.persistence.enabled }}
-- name: feast-registry
-  mountPath: /var/lib/feast
-{{- end }}
+- name: home
+  mountPath: {{ .Values.home.mountPath }}
 {{- end }}
 
 {{/*

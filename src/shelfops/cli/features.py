@@ -41,12 +41,12 @@ def materialize_cmd(
     ] = None,
 ) -> None:
     """Load the latest feature values into the online store (SQLite locally, Redis in cluster)."""
-    from shelfops.features.store import FeatureRepo
+    from shelfops.features.store import FeatureRepo, registry_exists
 
     settings = settings_from(ctx)
     repo = FeatureRepo(settings)
     when = dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC) if end else None
-    if not (settings.feast_dir / "registry.db").exists():
+    if not registry_exists(settings):
         raise fail("no Feast registry yet; run `shelfops features apply` first")
     with progress("materialize") as bar:
         bar.add_task("feast materialize", total=None)

@@ -22,11 +22,11 @@ def forget_cmd(
 ) -> None:
     """Remove a customer from raw, clean, quarantine, feature and online data; audit it."""
     from shelfops.data.privacy import forget_customer
-    from shelfops.features.store import FeatureRepo
+    from shelfops.features.store import FeatureRepo, registry_exists
 
     settings = settings_from(ctx)
     online = None
-    if (settings.feast_dir / "registry.db").exists():
+    if registry_exists(settings):
         online = FeatureRepo(settings).forget_customer
     result = forget_customer(
         settings.root,

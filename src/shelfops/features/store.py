@@ -3,14 +3,21 @@
 * local: DuckDB offline store, SQLite online store, file registry, all under the ShelfOps home.
 * cluster: the same offline sources, Redis online store (``SHELFOPS_REDIS_URL``).
 
+The registry is wherever ``Settings.registry_path`` says (``SHELFOPS_FEAST_REGISTRY``, default
+``<home>/feast/registry.db``), the one location the chart, the Feast CLI configuration and the
+pipeline share.
+
 Everything asks for features by FeatureService name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 from feast import FeatureService, FeatureStore, RepoConfig
@@ -20,6 +27,53 @@ from feast.protos.feast.types.Value_pb2 import Value
 
 from shelfops.features.definitions import BEHAVIOUR_VIEW, CONSENT_VIEW, build_definitions
 from shelfops.settings import Settings
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where the Redis online store is: parsed from ``host:port`` or a ``redis(s)://`` URL."""
+
+    host: str
+    port: int = 6379
+    ssl: bool = False
+    db: int = 0
+
+    @classmethod
+    def parse(cls, value: str) -> RedisTarget:
+        """Parse ``SHELFOPS_REDIS_URL`` (the chart passes ``redis://name:6379/0``).
+
+        Raises:
+            ValueError: Neither ``host:port`` nor a redis URL.
+        """
+        if "://" in value:
+            url = urlsplit(value)
+            if url.scheme not in ("redis", "rediss") or not url.hostname:
+                raise ValueError(f"SHELFOPS_REDIS_URL {value!r} is not a redis:// or rediss:// URL")
+            if url.username or url.password:
+                raise ValueError("put the Redis password in SHELFOPS_REDIS_PASSWORD, not the URL")
+            db = url.path.strip("/")
+            return cls(url.hostname, url.port or 6379, url.scheme == "rediss", int(db or 0))
+        host, _, port = value.partition(":")
+        if not host:
+            raise ValueError(f"SHELFOPS_REDIS_URL {value!r}: expected host:port")
+        return cls(host, int(port or 6379))
+
+    def feast_connection_string(self, password: str | None) -> str:
+        """Feast's ``host:port,db=N[,password=...][,ssl=true]`` form."""
+        parts = [f"{self.host}:{self.port}", f"db={self.db}"]
+        if password is not None:
+            parts.append(f"password={password}")
+        if self.ssl:
+            parts.append("ssl=true")
+        return ",".join(parts)
+
+
+def registry_exists(settings: Settings) -> bool:
+    """Whether the Feast registry has been applied (object-store URIs are assumed to exist)."""
+    path = settings.registry_path
+    if "://" in path:
+        return True
+    return Path(path).exists()
 
 
 class FeatureRepo:
@@ -32,23 +86,23 @@ class FeatureRepo:
     def repo_config(self) -> RepoConfig:
         """The Feast configuration for the settings' profile."""
         feast_dir = self.settings.feast_dir
-        feast_dir.mkdir(parents=True, exist_ok=True)
         online: dict[str, Any]
         if self.settings.profile == "cluster" or self.settings.redis_url:
             if not self.settings.redis_url:
                 raise ValueError("the cluster profile needs SHELFOPS_REDIS_URL (host:port)")
-            conn = self.settings.redis_url
-            if self.settings.redis_password is not None:
-                conn += f",password={self.settings.redis_password.get_secret_value()}"
+            conn = RedisTarget.parse(self.settings.redis_url).feast_connection_string(
+                self._redis_password()
+            )
             online = {"type": "redis", "connection_string": conn}
         else:
+            feast_dir.mkdir(parents=True, exist_ok=True)  # cluster pods may mount it read-only
             online = {"type": "sqlite", "path": str(feast_dir / "online.db")}
         return RepoConfig(
             project=self.settings.feast_project,
             provider="local",
             registry={
                 "registry_type": "file",
-                "path": str(feast_dir / "registry.db"),
+                "path": self.settings.registry_path,
                 "cache_ttl_seconds": 60,
             },
             offline_store={"type": "duckdb"},
@@ -163,14 +217,19 @@ class FeatureRepo:
                     removed += cur.rowcount
         return removed
 
+    def _redis_password(self) -> str | None:
+        secret = self.settings.redis_password
+        return secret.get_secret_value() if secret is not None else None
+
     def _redis_client(self) -> Any:
         import redis
 
         assert self.settings.redis_url is not None
-        host, _, port = self.settings.redis_url.partition(":")
-        password = (
-            self.settings.redis_password.get_secret_value()
-            if self.settings.redis_password
-            else None
+        target = RedisTarget.parse(self.settings.redis_url)
+        return redis.Redis(
+            host=target.host,
+            port=target.port,
+            db=target.db,
+            ssl=target.ssl,
+            password=self._redis_password(),
         )
-        return redis.Redis(host=host, port=int(port or 6379), password=password)

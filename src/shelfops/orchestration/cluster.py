@@ -36,10 +36,11 @@ def compile_pipeline(out: Path, image: str | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(training_pipeline, str(out))
     if image and image != DEFAULT_IMAGE:
-        spec = yaml.safe_load(out.read_text())
+        # Two documents: the pipeline spec, then the Kubernetes platform spec (volume mounts).
+        spec, *platform = yaml.safe_load_all(out.read_text())
         for executor in spec["deploymentSpec"]["executors"].values():
             executor["container"]["image"] = image
-        out.write_text(yaml.safe_dump(spec, sort_keys=False))
+        out.write_text(yaml.safe_dump_all([spec, *platform], sort_keys=False))
     return out
 
 
@@ -88,6 +89,9 @@ def submit(
 
     Returns:
         ``{"kind": "run" | "recurring_run", "id": ..., "name": ...}``.
+
+    Caching is off for the run (and every step is compiled with caching off): steps work on the
+    shared home volume, so a weekly retrain with unchanged arguments must run, not hit the cache.
     """
     import time
 
@@ -103,7 +107,11 @@ def submit(
         package = compile_pipeline(Path(tmp) / "training_pipeline.yaml", image)
         if schedule is None:
             run = kfp_client.create_run_from_pipeline_package(
-                str(package), arguments=arguments, run_name=name, experiment_name=experiment
+                str(package),
+                arguments=arguments,
+                run_name=name,
+                experiment_name=experiment,
+                enable_caching=False,
             )
             return {"kind": "run", "id": str(run.run_id), "name": name}
         cron = cron6(schedule)
@@ -114,5 +122,6 @@ def submit(
             cron_expression=cron,
             pipeline_package_path=str(package),
             params=arguments,
+            enable_caching=False,
         )
         return {"kind": "recurring_run", "id": str(job.recurring_run_id), "name": name}

@@ -39,6 +39,9 @@ WRITABLE_DIRS: Final[Mapping[str, str]] = {
     "bento-metrics": f"{BENTO_HOME}/prometheus_multiproc_dir",
 }
 """emptyDir volume name -> mount path; everything else in the container is read-only."""
+HOME_VOLUME: Final = "shelfops-home"
+HOME_MOUNT_PATH: Final = "/var/lib/shelfops"
+"""The ShelfOps home volume (Feast registry file, offline features), mounted read-only."""
 
 READINESS_PROBE: Final[Mapping[str, int]] = {
     "initialDelaySeconds": 5,
@@ -88,6 +91,10 @@ class IsvcSpec:
         logger_url: URL of the payload-logger sink (``shelfops monitor sink``); ``None`` omits
             ``spec.predictor.logger``.
         logger_mode: What the payload logger sends: ``all``, ``request`` or ``response``.
+        home_claim: PersistentVolumeClaim of the ShelfOps home (the Helm chart's home volume),
+            mounted read-only at :data:`HOME_MOUNT_PATH` so the server finds the Feast registry
+            and offline features where ``SHELFOPS_HOME`` says; ``None`` mounts nothing (an
+            object-store registry).
     """
 
     model: str
@@ -104,6 +111,7 @@ class IsvcSpec:
     tag_routing: bool = True
     logger_url: str | None = None
     logger_mode: str = "all"
+    home_claim: str | None = None
 
     def __post_init__(self) -> None:
         """Reject values the API server or KServe would refuse later.
@@ -153,10 +161,13 @@ def container_env(spec: IsvcSpec) -> dict[str, str]:
     """
     env = {
         "BENTOML_PORT": str(CONTAINER_PORT),
+        # The root filesystem is read-only: BentoML's home (it creates folders at start) goes on
+        # the /tmp emptyDir; the served model stays inside the image's Bento.
+        "BENTOML_HOME": f"{WRITABLE_DIRS['tmp']}/bentoml",
         "SHELFOPS_PROFILE": "cluster",
-        "SHELFOPS_MODEL_NAME": spec.model,
-        "SHELFOPS_MODEL_VERSION": spec.model_version,
     }
+    if spec.home_claim:
+        env["SHELFOPS_HOME"] = HOME_MOUNT_PATH
     env.update(spec.env)
     return env
 
@@ -184,6 +195,7 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
         V1EnvVar,
         V1HTTPGetAction,
         V1ObjectMeta,
+        V1PersistentVolumeClaimVolumeSource,
         V1Probe,
         V1ResourceRequirements,
         V1SeccompProfile,
@@ -226,8 +238,23 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
             capabilities=V1Capabilities(drop=["ALL"]),
             seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
         ),
-        volume_mounts=[V1VolumeMount(name=n, mount_path=p) for n, p in WRITABLE_DIRS.items()],
+        volume_mounts=[V1VolumeMount(name=n, mount_path=p) for n, p in WRITABLE_DIRS.items()]
+        + (
+            [V1VolumeMount(name=HOME_VOLUME, mount_path=HOME_MOUNT_PATH, read_only=True)]
+            if spec.home_claim
+            else []
+        ),
     )
+    volumes = [V1Volume(name=n, empty_dir=V1EmptyDirVolumeSource()) for n in WRITABLE_DIRS]
+    if spec.home_claim:
+        volumes.append(
+            V1Volume(
+                name=HOME_VOLUME,
+                persistent_volume_claim=V1PersistentVolumeClaimVolumeSource(
+                    claim_name=spec.home_claim, read_only=True
+                ),
+            )
+        )
     predictor = V1beta1PredictorSpec(
         containers=[container],
         min_replicas=spec.min_replicas,
@@ -236,7 +263,7 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
         service_account_name=spec.service_account,
         automount_service_account_token=False,
         labels=dict(labels),
-        volumes=[V1Volume(name=n, empty_dir=V1EmptyDirVolumeSource()) for n in WRITABLE_DIRS],
+        volumes=volumes,
         logger=V1beta1LoggerSpec(mode=spec.logger_mode, url=spec.logger_url)
         if spec.logger_url
         else None,

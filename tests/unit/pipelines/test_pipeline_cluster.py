@@ -73,9 +73,39 @@ def test_compiled_yaml_is_fresh(tmp_path: Path) -> None:
 def test_compile_swaps_the_image_everywhere(tmp_path: Path) -> None:
     """--image replaces the image of every executor and nothing else."""
     out = compile_pipeline(tmp_path / "p.yaml", image="ghcr.io/acme/shelfops:abc")
-    executors = yaml.safe_load(out.read_text())["deploymentSpec"]["executors"]
+    spec, platform = yaml.safe_load_all(out.read_text())
+    executors = spec["deploymentSpec"]["executors"]
     assert len(executors) >= 10
+    assert platform["platforms"]["kubernetes"], "the volume mounts must survive the image swap"
     assert {e["container"]["image"] for e in executors.values()} == {"ghcr.io/acme/shelfops:abc"}
+
+
+def _tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every task of every DAG in a pipeline spec (root and nested components)."""
+    dags = [spec["root"]["dag"]] + [
+        c["dag"] for c in spec.get("components", {}).values() if "dag" in c
+    ]
+    return [task for dag in dags for task in dag["tasks"].values()]
+
+
+def test_every_step_shares_the_home_volume_with_caching_off(tmp_path: Path) -> None:
+    """Each executor mounts the home_claim PVC at SHELFOPS_HOME; no task is cached."""
+    spec, platform = yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml").read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(mounts) == set(executors)
+    for name, executor in executors.items():
+        (pvc,) = mounts[name]["pvcMount"]
+        assert pvc["mountPath"] == "/var/lib/shelfops", name
+        assert pvc["pvcNameParameter"]["componentInputParameter"].endswith("home_claim"), name
+        env = {e["name"]: e["value"] for e in executor["container"]["env"]}
+        assert env["SHELFOPS_HOME"] == pvc["mountPath"], name
+    assert spec["root"]["inputDefinitions"]["parameters"]["home_claim"]["defaultValue"] == (
+        "shelfops-home"
+    )
+    tasks = _tasks(spec)
+    assert len(tasks) >= 10
+    assert not [t for t in tasks if t.get("cachingOptions", {}).get("enableCache")]
 
 
 def test_submit_creates_one_run_with_arguments_and_image(fake_kfp: Any) -> None:
@@ -88,10 +118,12 @@ def test_submit_creates_one_run_with_arguments_and_image(fake_kfp: Any) -> None:
     body = runs[0]["body"]
     assert body["experiment_id"] == "exp-1"
     assert body["runtime_config"]["parameters"] == {"model": "recs", "home": "/mnt/shelfops"}
-    spec = body["pipeline_spec"]
+    spec = body["pipeline_spec"]["pipeline_spec"]
     assert spec["pipelineInfo"]["name"] == "shelfops-training"
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"reg/shelfops:1"}
+    assert body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
+    assert not [t for t in _tasks(spec) if t.get("cachingOptions", {}).get("enableCache")]
 
 
 def test_submit_with_schedule_creates_a_weekly_recurring_run(fake_kfp: Any) -> None:
@@ -104,7 +136,10 @@ def test_submit_with_schedule_creates_a_weekly_recurring_run(fake_kfp: Any) -> N
     assert job["trigger"]["cron_schedule"]["cron"] == "0 23 3 * * 1"
     assert job["mode"] == "ENABLE"
     assert job["runtime_config"]["parameters"] == {"model": "all"}
-    assert job["pipeline_spec"]["pipelineInfo"]["name"] == "shelfops-training"
+    spec = job["pipeline_spec"]["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "shelfops-training"
+    # A weekly retrain with unchanged arguments must train again: no step may hit the cache.
+    assert not [t for t in _tasks(spec) if t.get("cachingOptions", {}).get("enableCache")]
 
 
 def test_cron6_rejects_malformed_schedules() -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from shelfops.rollout.backends.base import BackendError, Observation, Revision
 from shelfops.rollout.inferenceservice import (
     CONTAINER_NAME,
+    HOME_VOLUME,
     MODEL_VERSION_LABEL,
     IsvcSpec,
     build_inference_service,
@@ -131,6 +132,14 @@ class KServeBackend:
             }
             if container.get("resources"):
                 extra["resources"] = container["resources"]
+            extra["home_claim"] = next(
+                (
+                    v["persistentVolumeClaim"]["claimName"]
+                    for v in predictor.get("volumes") or []
+                    if v.get("name") == HOME_VOLUME and v.get("persistentVolumeClaim")
+                ),
+                None,
+            )
         spec = IsvcSpec(
             model=model,
             image=image or self.image(model, version),

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# make images: the container images ShelfOps runs in a cluster, built on this machine.
+#
+#   1. the engine (scripts/container-engine.sh installs and starts it when absent)
+#   2. a base image from Debian packages (mmdebstrap | docker import; no image registry needed)
+#   3. the deps and tools images from the project Dockerfile (BASE_IMAGE = that base image,
+#      the CPU torch wheel from the host's pip, the host CA bundle only as a BuildKit secret)
+#   4. both Bento images: `bentoml containerize` of Bentos of the registered models, on the deps
+#      image, so they share its dependency layers. When the model store under SHELFOPS_HOME holds
+#      no models yet, a small retailer is generated and trained first.
+# Images: shelfops-base:bookworm, shelfops-deps:$TAG, shelfops:$TAG, shelfops-redis:$TAG,
+# shelfops-recs:$TAG, shelfops-demand:$TAG (TAG=${SHELFOPS_IMAGE_TAG:-dev}). Timings and sizes go to
+# .build/images.json (docs/benchmarks.md quotes them). Reuses the base and Redis images when they exist
+# (SHELFOPS_REBUILD_IMAGES=1 rebuilds them); the rest relies on BuildKit's layer cache.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="/usr/bin:$PATH"   # Debian's docker client (BuildKit through the daemon)
+export DOCKER_BUILDKIT=1 BENTOML_DO_NOT_TRACK=True
+
+TAG="${SHELFOPS_IMAGE_TAG:-dev}"
+BASE="${SHELFOPS_BASE_IMAGE:-shelfops-base:bookworm}"
+DEBIAN_MIRROR="${SHELFOPS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+TORCH_VERSION="2.13.0"
+CA_BUNDLE="${SHELFOPS_PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
+HOME_DIR="${SHELFOPS_IMAGES_HOME:-$ROOT/.build/images-home}"
+BUILD="$ROOT/.build"
+REBUILD="${SHELFOPS_REBUILD_IMAGES:-0}"
+VENV="$ROOT/.venv"
+mkdir -p "$BUILD/wheels"
+
+die() { echo "build-images: ERROR: $*" >&2; exit 1; }
+step() { echo "==> $*"; }
+have_image() { [ "$REBUILD" != 1 ] && docker image inspect "$1" >/dev/null 2>&1; }
+declare -A SECONDS_OF=()
+timed() {  # timed NAME command...: run and record wall seconds
+  local name="$1" t0; shift
+  t0=$(date +%s.%N)
+  "$@"
+  SECONDS_OF[$name]=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))")
+}
+
+[ -x "$VENV/bin/shelfops" ] || die "no ShelfOps venv at $VENV: run 'make install' first"
+bash "$ROOT/scripts/container-engine.sh"
+
+# ---------------------------------------------------------------------------------- base image
+build_base() {
+  mmdebstrap --quiet --variant=minbase \
+    --include=python3,python3-venv,python3-pip,ca-certificates \
+    bookworm - "$DEBIAN_MIRROR" \
+    | docker import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$BASE" >/dev/null
+}
+if have_image "$BASE"; then step "base image $BASE exists"; else
+  step "building $BASE from Debian packages (mmdebstrap)"
+  timed base build_base
+fi
+
+# ------------------------------------------------------------------------- deps + tools images
+if ! ls "$BUILD"/wheels/torch-"$TORCH_VERSION"*.whl >/dev/null 2>&1; then
+  step "saving the CPU torch wheel from the host's pip"
+  "$VENV/bin/pip" download --quiet --no-deps "torch==$TORCH_VERSION" -d "$BUILD/wheels" \
+    || die "pip could not download torch==$TORCH_VERSION"
+fi
+secret=()
+[ -s "$CA_BUNDLE" ] && secret=(--secret "id=pip_cert,src=$CA_BUNDLE")
+docker_build() {  # docker_build TARGET IMAGE
+  docker build --quiet --target "$1" -t "$2" --build-arg "BASE_IMAGE=$BASE" "${secret[@]}" . >/dev/null
+}
+# Always built: BuildKit's cache makes this instant unless pyproject.toml changed.
+step "building shelfops-deps:$TAG (Dockerfile target deps)"
+timed deps docker_build deps "shelfops-deps:$TAG"
+step "building shelfops:$TAG (Dockerfile target tools; reuses the deps layers)"
+timed tools docker_build tools "shelfops:$TAG"
+
+# Redis for the chart's bundled Redis workload (no Docker Hub here: from Debian packages).
+if have_image "shelfops-redis:$TAG"; then step "shelfops-redis:$TAG exists"; else
+  step "building shelfops-redis:$TAG (Debian redis-server)"
+  timed redis docker build --quiet -f infra/images/redis.Dockerfile -t "shelfops-redis:$TAG" \
+    --build-arg "BASE_IMAGE=$BASE" infra/images >/dev/null
+fi
+
+# --------------------------------------------------------------------------------- Bento images
+export SHELFOPS_HOME="$HOME_DIR" BENTOML_HOME="$HOME_DIR/bentoml"
+shelfops() { "$VENV/bin/shelfops" "$@"; }
+train_small() {
+  local raw="$HOME_DIR/raw/generated"
+  shelfops data generate --lines 12000 --customers 400 --products 150 --years 2 --out "$raw" >/dev/null
+  shelfops data ingest "$raw/transactions.csv" --customers "$raw/customers.csv" \
+    --products "$raw/products.csv" --max-staleness-days -1 >/dev/null
+  shelfops features apply >/dev/null
+  shelfops features materialize >/dev/null
+  shelfops train --demand-margin -1 --recs-margin -1 >/dev/null
+}
+if [ -d "$BENTOML_HOME/models/shelfops_recs" ] && [ -d "$BENTOML_HOME/models/shelfops_demand" ]; then
+  step "registered models found in $BENTOML_HOME"
+else
+  step "no registered models in $BENTOML_HOME: generating a small retailer and training"
+  timed train train_small
+fi
+containerize() {
+  local model tag
+  for model in recs demand; do
+    tag="$("$VENV/bin/python" -c "
+from shelfops.serving.package import build_bentos
+from shelfops.settings import Settings
+print(build_bentos(Settings(), {'$model': None})['$model'])")"
+    # BentoML only reads a dockerfile_template below its working directory, and it stages the
+    # build context in TMPDIR: run it from there.
+    (cd "${TMPDIR:-/tmp}" && "$VENV/bin/bentoml" containerize "$tag" --backend docker \
+      --image-tag "shelfops-$model:$TAG" \
+      --opt "build-arg=BASE_IMAGE=shelfops-deps:$TAG" \
+      ${secret[@]:+--opt "secret=id=pip_cert,src=$CA_BUNDLE"}) >"$BUILD/containerize-$model.log" 2>&1 \
+      || { tail -n 30 "$BUILD/containerize-$model.log" >&2; die "bentoml containerize $tag failed"; }
+    echo "    shelfops-$model:$TAG <- $tag"
+  done
+}
+step "bentoml build + containerize of both models (base: shelfops-deps:$TAG)"
+timed bentos containerize
+
+# ------------------------------------------------------------------------------------- report
+summary="$(
+  for image in "$BASE" "shelfops-deps:$TAG" "shelfops:$TAG" "shelfops-redis:$TAG" \
+    "shelfops-recs:$TAG" "shelfops-demand:$TAG"; do
+    echo "$image $(docker image inspect --format '{{.Size}}' "$image")"
+  done
+)"
+times="$(for k in "${!SECONDS_OF[@]}"; do echo "$k ${SECONDS_OF[$k]}"; done)"
+SUMMARY="$summary" TIMES="$times" python3 - "$BUILD/images.json" <<'PY'
+import json, os, sys, datetime
+sizes = {l.split()[0]: round(int(l.split()[1]) / 1e6) for l in os.environ["SUMMARY"].splitlines()}
+secs = {l.split()[0]: float(l.split()[1]) for l in os.environ["TIMES"].splitlines() if l.strip()}
+report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+          "image_size_mb": sizes, "build_seconds": secs}
+json.dump(report, open(sys.argv[1], "w"), indent=2)
+for name, mb in sizes.items():
+    print(f"    {name:32} {mb:6d} MB")
+for name, s in secs.items():
+    print(f"    built {name:26} in {s:6.1f} s")
+PY
