@@ -2,7 +2,8 @@
 # make images: the container images ShelfOps runs in a cluster, built on this machine.
 #
 #   1. the engine (scripts/container-engine.sh installs and starts it when absent)
-#   2. a base image from Debian packages (mmdebstrap | docker import; no image registry needed)
+#   2. a base image from Debian packages (mmdebstrap | docker import; no image registry needed),
+#      or SHELFOPS_BASE_IMAGE (e.g. python:3.11-slim) pulled from a registry where one is reachable
 #   3. the deps and tools images from the project Dockerfile (BASE_IMAGE = that base image,
 #      the CPU torch wheel from the host's pip, the host CA bundle only as a BuildKit secret)
 #   4. both Bento images: `bentoml containerize` of Bentos of the registered models, on the deps
@@ -51,8 +52,14 @@ build_base() {
     bookworm - "$DEBIAN_MIRROR" \
     | docker import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$BASE" >/dev/null
 }
-if have_image "$BASE"; then step "base image $BASE exists"; else
+if have_image "$BASE"; then step "base image $BASE exists"
+elif [ -n "${SHELFOPS_BASE_IMAGE:-}" ]; then
+  step "pulling the base image $BASE"
+  timed base docker pull --quiet "$BASE"
+else
   step "building $BASE from Debian packages (mmdebstrap)"
+  command -v mmdebstrap >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
   timed base build_base
 fi
 
@@ -92,12 +99,23 @@ train_small() {
   shelfops features materialize >/dev/null
   shelfops train --demand-margin -1 --recs-margin -1 >/dev/null
 }
-if [ -d "$BENTOML_HOME/models/shelfops_recs" ] && [ -d "$BENTOML_HOME/models/shelfops_demand" ]; then
+# Models saved by older code may not load in the new images: retrain when the model code changed.
+stale=""
+if [ -d "$BENTOML_HOME/models" ]; then
+  stale="$(find src/shelfops/models src/shelfops/predictors src/shelfops/training -name '*.py' \
+    -newer "$BENTOML_HOME/models" 2>/dev/null | head -n1)"
+fi
+if [ -n "$stale" ]; then
+  step "model code changed since the models were saved ($stale): retraining"
+  rm -rf "$HOME_DIR"
+  timed train train_small
+elif [ -d "$BENTOML_HOME/models/shelfops_recs" ] && [ -d "$BENTOML_HOME/models/shelfops_demand" ]; then
   step "registered models found in $BENTOML_HOME"
 else
   step "no registered models in $BENTOML_HOME: generating a small retailer and training"
   timed train train_small
 fi
+declare -A BENTO_OF=()
 containerize() {
   local model tag
   for model in recs demand; do
@@ -112,7 +130,10 @@ print(build_bentos(Settings(), {'$model': None})['$model'])")"
       --opt "build-arg=BASE_IMAGE=shelfops-deps:$TAG" \
       ${secret[@]:+--opt "secret=id=pip_cert,src=$CA_BUNDLE"}) >"$BUILD/containerize-$model.log" 2>&1 \
       || { tail -n 30 "$BUILD/containerize-$model.log" >&2; die "bentoml containerize $tag failed"; }
-    echo "    shelfops-$model:$TAG <- $tag"
+    # Also tag the image with the Bento version: the pipeline's canary step deploys that tag.
+    docker tag "shelfops-$model:$TAG" "shelfops-$model:${tag#*:}"
+    BENTO_OF[$model]="${tag#*:}"
+    echo "    shelfops-$model:$TAG = shelfops-$model:${tag#*:} <- Bento $tag"
   done
 }
 step "bentoml build + containerize of both models (base: shelfops-deps:$TAG)"
@@ -126,12 +147,14 @@ summary="$(
   done
 )"
 times="$(for k in "${!SECONDS_OF[@]}"; do echo "$k ${SECONDS_OF[$k]}"; done)"
-SUMMARY="$summary" TIMES="$times" python3 - "$BUILD/images.json" <<'PY'
+bentos="$(for k in "${!BENTO_OF[@]}"; do echo "$k ${BENTO_OF[$k]}"; done)"
+SUMMARY="$summary" TIMES="$times" BENTOS="$bentos" python3 - "$BUILD/images.json" <<'PY'
 import json, os, sys, datetime
 sizes = {l.split()[0]: round(int(l.split()[1]) / 1e6) for l in os.environ["SUMMARY"].splitlines()}
 secs = {l.split()[0]: float(l.split()[1]) for l in os.environ["TIMES"].splitlines() if l.strip()}
+bentos = dict(l.split() for l in os.environ["BENTOS"].splitlines() if l.strip())
 report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-          "image_size_mb": sizes, "build_seconds": secs}
+          "image_size_mb": sizes, "build_seconds": secs, "bento_versions": bentos}
 json.dump(report, open(sys.argv[1], "w"), indent=2)
 for name, mb in sizes.items():
     print(f"    {name:32} {mb:6d} MB")

@@ -41,15 +41,16 @@ def image_overrides() -> list[str]:
     return [arg for s in sets for arg in ("--set", s)]
 
 
-def render(*values_files: Path) -> list[dict[str, Any]]:
-    """``helm template`` of the chart with the local images (and optional values files)."""
+def render(*values_files: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``helm template`` of the chart with the local images, values files and ``--set``s."""
     if not HELM.is_file():
         pytest.fail(f"helm not found at {HELM}: run `make validate-k8s` first", pytrace=False)
     argv = [str(HELM), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
     for path in values_files:
         argv += ["-f", str(path)]
+    extra = [arg for s in sets for arg in ("--set", s)]
     done = subprocess.run(
-        argv + image_overrides(), capture_output=True, text=True, timeout=120, check=False
+        argv + image_overrides() + extra, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]

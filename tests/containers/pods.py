@@ -156,6 +156,11 @@ class Cluster:
         sc = {**pod_sc, **container.get("securityContext", {})}
         name = name or f"{self.prefix}-{doc['metadata']['name']}"
         args = ["--name", name, "--network", self.network, "--detach"]
+        # The kubelet restarts containers of Always pods (Deployments, predictors); Jobs say Never.
+        if pod.get("restartPolicy", "Always") == "Always":
+            args += ["--restart", "always"]
+        elif pod["restartPolicy"] == "OnFailure":
+            args += ["--restart", "on-failure"]
         for alias in [doc["metadata"]["name"], *self.services_for(meta.get("labels", {}))]:
             for suffix in ("", f".{self.namespace}.svc", f".{self.namespace}.svc.cluster.local"):
                 args += ["--network-alias", alias + suffix]
@@ -290,7 +295,8 @@ class Pod:
         start = time.monotonic()
         probe = self.spec["readinessProbe"]
         while time.monotonic() - start < timeout_s:
-            if not self.inspect()["State"]["Running"]:
+            state = self.inspect()["State"]
+            if not state["Running"] and not state["Restarting"]:
                 raise AssertionError(f"container exited before ready:\n{self.logs()[-3000:]}")
             if self.probe_ok(probe):
                 return time.monotonic() - start

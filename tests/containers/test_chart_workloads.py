@@ -12,6 +12,8 @@ The tests run in file order and build on each other, like a deployment does.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 import redis
 import yaml
 
-from tests.containers.conftest import GENERATED, IMAGES, RELEASE, TAG
+from tests.containers.conftest import GENERATED, IMAGES, RELEASE, TAG, render
 from tests.containers.pods import Cluster, Pod, docker, memory_bytes, pod_template
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.containers, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 COMPILED = ROOT / "pipelines" / "compiled" / "training_pipeline.yaml"
 STATE: dict[str, Any] = {}
+FIRST_CUSTOMER = "12346"  # the generator numbers customers from here
 
 
 def assert_runs_as_declared(pod: Pod, doc: dict[str, Any]) -> None:
@@ -64,21 +67,35 @@ def _executor(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def run_pipeline_step(
-    cluster: Cluster, name: str, parameters: dict[str, Any], artifacts: dict[str, str]
+    cluster: Cluster,
+    name: str,
+    parameters: dict[str, Any],
+    artifacts: dict[str, str],
+    inputs: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run one compiled pipeline step as the KFP launcher would: its own image, command and args.
 
     The executor input is built here (the launcher's job); the PVC and ConfigMap-to-env bindings
     come from the compiled platform spec, with the claim and ConfigMap the chart rendered.
 
+    Args:
+        cluster: The release's network and volumes.
+        name: Step name in the compiled pipeline (``ingest-data``).
+        parameters: Input parameter values.
+        artifacts: Output artifact name -> schema title.
+        inputs: Input artifact name -> an artifact of an earlier step's executor output.
+
     Returns:
-        The step's output parameters.
+        The step's executor output (``parameterValues`` and ``artifacts``).
     """
     container, k8s = _executor(f"exec-{name}")
     root = k8s["pvcMount"][0]["mountPath"]
     run_dir = f"{root}/kfp/{name}"
     executor_input = {
-        "inputs": {"parameterValues": parameters},
+        "inputs": {
+            "parameterValues": parameters,
+            "artifacts": {key: {"artifacts": [art]} for key, art in (inputs or {}).items()},
+        },
         "outputs": {
             "artifacts": {
                 key: {
@@ -114,7 +131,13 @@ def run_pipeline_step(
         "run", "--rm", "--mount", f"type=volume,source={volume},destination={root}",
         "--entrypoint", "cat", container["image"], f"{run_dir}/executor_output.json",
     )  # fmt: skip
-    return json.loads(read.stdout).get("parameterValues", {})
+    output: dict[str, Any] = json.loads(read.stdout)
+    for key, kind in artifacts.items():  # the launcher records uri and type with the metadata
+        for art in output.setdefault("artifacts", {}).setdefault(key, {"artifacts": [{}]})[
+            "artifacts"
+        ]:
+            art.update(name=key, uri=f"{run_dir}/{key}", type={"schemaTitle": kind})
+    return output
 
 
 def test_pipeline_steps_share_the_home_volume(cluster: Cluster) -> None:
@@ -132,8 +155,14 @@ def test_pipeline_steps_share_the_home_volume(cluster: Cluster) -> None:
         {"home": "", "transactions": "", "customers": "", "products": "", "as_of": ""},
         {"clean": "system.Dataset", "quality_report": "system.Markdown"},
     )
-    assert ingest["passed"] is True, ingest
-    run_pipeline_step(cluster, "build-features", {"home": ""}, {"features": "system.Dataset"})
+    assert ingest["parameterValues"]["passed"] is True, ingest
+    run_pipeline_step(
+        cluster,
+        "build-features",
+        {"home": ""},
+        {"features": "system.Dataset"},
+        inputs={"clean": ingest["artifacts"]["clean"]["artifacts"][0]},
+    )
     keys = redis.Redis(port=STATE["redis"].port("redis")).dbsize()
     assert keys > GENERATED["customers"], f"only {keys} keys in Redis after build-features"
 
@@ -155,7 +184,7 @@ def test_feature_server_serves_the_registry(cluster: Cluster) -> None:
     assert_runs_as_declared(pod, doc)
     reply = httpx.post(
         f"{pod.url('http')}/get-online-features",
-        json={"feature_service": "recs_v1", "entities": {"customer_id": ["C00001"]}},
+        json={"feature_service": "recs_v1", "entities": {"customer_id": [FIRST_CUSTOMER]}},
         timeout=30,
     )
     assert reply.status_code == 200, reply.text
@@ -166,12 +195,11 @@ def test_feature_server_serves_the_registry(cluster: Cluster) -> None:
 def _known_customer(pod: Pod) -> str:
     """A customer the model knows (it is in the online store and bought before the cutoff)."""
     client = httpx.Client(base_url=pod.url("http1"), timeout=30)
-    for number in range(1, 60):
-        customer = f"C{number:05d}"
-        reply = client.post("/recommend", json={"customer_id": customer, "k": 5}).json()
+    for number in range(int(FIRST_CUSTOMER), int(FIRST_CUSTOMER) + 60):
+        reply = client.post("/recommend", json={"customer_id": str(number), "k": 5}).json()
         if reply.get("personalized"):
-            return customer
-    raise AssertionError(f"no personalized answer for C00001..C00059: last reply {reply}")
+            return str(number)
+    raise AssertionError(f"no personalized answer for 60 customers: last reply {reply}")
 
 
 def test_model_servers_answer_from_redis(cluster: Cluster) -> None:
@@ -198,6 +226,7 @@ def test_model_servers_answer_from_redis(cluster: Cluster) -> None:
     assert forecast["degraded"] is False, forecast
     assert forecast["forecasts"][0]["source"] == "model", forecast
     STATE["models"] = pods
+    STATE["customer"] = customer
 
 
 def test_every_chart_image_is_local(cluster: Cluster) -> None:
@@ -207,3 +236,77 @@ def test_every_chart_image_is_local(cluster: Cluster) -> None:
         if doc["kind"] in {"Deployment", "CronJob", "InferenceService"}:
             used |= {c["image"] for c in pod_template(doc)[1]["containers"]}
     assert used == {f"{repo}:{TAG}" for repo in IMAGES.values()}
+
+
+def test_redis_restart_under_load_degrades_then_recovers(cluster: Cluster) -> None:
+    """Drill: Redis restarts under load; answers degrade, never 5xx; personalization comes back.
+
+    The bundled Redis keeps no data (emptyDir, no persistence), so personalization returns once
+    the materialization job runs again, without restarting the model server.
+    """
+    recs, customer = STATE["models"]["recs"], STATE["customer"]
+    client = httpx.Client(base_url=recs.url("http1"), timeout=10)
+    outcomes: list[tuple[float, int, bool]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            reply = client.post("/recommend", json={"customer_id": customer, "k": 5})
+            degraded = reply.status_code == 200 and reply.json()["degraded"]
+            outcomes.append((time.monotonic(), reply.status_code, degraded))
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    time.sleep(2)
+    docker("stop", "--time", "1", STATE["redis"].cid)
+    outage_start = time.monotonic()
+    time.sleep(5)
+    docker("start", STATE["redis"].cid)
+    STATE["redis"].wait_ready(60)
+    cronjob = cluster.find("CronJob", f"{RELEASE}-materialize")
+    rerun = cluster.start(cronjob, name=f"{cluster.prefix}-materialize-next-tick")
+    assert rerun.wait_exit(300) == 0, rerun.logs()[-2000:]
+    back = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and back is None:
+        reply = client.post("/recommend", json={"customer_id": customer, "k": 5}).json()
+        if reply["personalized"] and not reply["degraded"]:
+            back = time.monotonic()
+        time.sleep(0.5)
+    stop.set()
+    worker.join(15)
+    during = [o for o in outcomes if o[0] >= outage_start]
+    errors = [o for o in outcomes if o[1] >= 500]
+    print(
+        f"redis drill: {len(outcomes)} requests, {len(errors)} 5xx, "
+        f"{sum(o[2] for o in during)} degraded after the stop, personalized again "
+        f"{(back or float('nan')) - outage_start:.1f} s after the stop"
+    )
+    assert not errors, errors[:5]
+    assert any(o[2] for o in during), "no degraded answer while Redis was down"
+    assert back is not None, "personalization did not come back after re-materialization"
+
+
+def test_model_container_over_its_memory_limit_is_restarted(cluster: Cluster) -> None:
+    """Drill: a predictor rendered with a 300Mi limit is OOM-killed (137) and restarted."""
+    docs = render(sets=("models.recs.resources.limits.memory=300Mi",))
+    (doc,) = [
+        d for d in docs if d["kind"] == "InferenceService" and d["metadata"]["name"] == "recs"
+    ]
+    since = str(int(time.time()))
+    pod = cluster.start(doc, name=f"{cluster.prefix}-recs-oom")
+    start, ooms, restarts = time.monotonic(), 0, 0
+    while time.monotonic() - start < 120 and not (ooms and restarts):
+        time.sleep(2)
+        events = docker(
+            "events", "--since", since, "--until", str(int(time.time())),
+            "--filter", f"container={pod.cid}", "--format", "{{.Status}}",
+        ).stdout.split()  # fmt: skip
+        ooms = events.count("oom")
+        restarts = pod.inspect()["RestartCount"]
+    print(
+        f"memory drill: limit 300Mi, {ooms} OOM kills, {restarts} restarts "
+        f"in {time.monotonic() - start:.0f} s"
+    )
+    assert ooms >= 1, "the container was never OOM-killed"
+    assert restarts >= 1, "the OOM-killed container was not restarted"
