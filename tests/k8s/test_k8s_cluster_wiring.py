@@ -15,15 +15,11 @@ from typing import Any
 import pytest
 import yaml
 from pipelines.training import CLUSTER_ENV_KEYS, DEFAULT_CLUSTER_ENV, DEFAULT_HOME_CLAIM
+from pydantic_settings import BaseSettings
 
+import shelfops.settings
 from shelfops.features.store import FeatureRepo, RedisTarget
-from shelfops.settings import (
-    MonitorSettings,
-    QualityThresholds,
-    RolloutSettings,
-    ServingSettings,
-    Settings,
-)
+from shelfops.settings import Settings
 
 pytestmark = pytest.mark.k8s
 
@@ -64,9 +60,14 @@ def test_workloads_read_every_shelfops_variable_they_are_given(
     scenario: str, scenario_docs: dict[str, list[dict[str, Any]]]
 ) -> None:
     """Every SHELFOPS_* variable the chart sets is a field of the settings the code reads."""
+    classes = [
+        cls
+        for cls in vars(shelfops.settings).values()
+        if isinstance(cls, type) and issubclass(cls, BaseSettings) and cls is not BaseSettings
+    ]
     known = {
         f"{cls.model_config['env_prefix']}{name.upper()}"
-        for cls in (Settings, ServingSettings, MonitorSettings, QualityThresholds, RolloutSettings)
+        for cls in classes
         for name in cls.model_fields
     }
     for name, _, container in _containers(scenario_docs[scenario]):
