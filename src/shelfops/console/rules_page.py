@@ -291,23 +291,59 @@ def preview(home: HomeData, proposed: MerchRules, customers: int, k: int = 10) -
     }
 
 
+def _served_figures(served: Any) -> tuple[float, float | None] | None:
+    """(served, offline) Recall@10 of a served-path evaluation (``ServedEvaluation.to_dict()``)."""
+    if not isinstance(served, dict) or not isinstance(served.get("served"), dict):
+        return None
+    value = served["served"].get("recall@10")
+    if value is None:
+        return None
+    offline = (served.get("offline") or {}).get("recall@10")
+    return float(value), None if offline is None else float(offline)
+
+
 def served_recall(home: HomeData) -> str:
-    """Served Recall@10 of the newest backtest in the home, or why there is none."""
+    """Served Recall@10 of the newest served-path backtest in the home, or why there is none.
+
+    ``shelfops backtest --served`` writes it to ``<home>/backtests/*/reports/backtest.json``
+    (``recommendations.served``); without one, the registered recommender's own served replay
+    of its validation customers (registry metadata ``served``, from ``shelfops train``) is shown,
+    labelled as such.
+    """
     import json
+
+    from shelfops.registry import RECS_MODEL
 
     found = sorted(
         (home.settings.root / "backtests").glob("*/reports/backtest.json"),
         key=lambda p: p.stat().st_mtime,
     )
     for path in reversed(found):
-        result = json.loads(path.read_text(encoding="utf-8"))
-        served = (result.get("recommendations") or {}).get("served")
-        if isinstance(served, dict) and served.get("recall@10") is not None:
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        figures = _served_figures((result.get("recommendations") or {}).get("served"))
+        if figures is not None:
+            served, offline = figures
             return (
-                f"Served Recall@10 on the last backtest (cutoff {result.get('cutoff')}, rules in "
-                f"force then): {float(served['recall@10']):.4f}. It does not yet reflect the "
-                "proposal: rerun the backtest after applying."
+                f"Served Recall@10 on the last backtest (cutoff {result.get('cutoff')}, with the "
+                f"rules in force then): {served:.4f}"
+                + ("" if offline is None else f" (offline model {offline:.4f})")
+                + ". It does not include this proposal: rerun `shelfops backtest --served` after "
+                "applying it."
             )
+    meta = home.model_metadata(RECS_MODEL) or {}
+    figures = _served_figures(meta.get("served"))
+    if figures is not None:
+        served, offline = figures
+        return (
+            "No served-path backtest in this home (`shelfops backtest --served` writes one). The "
+            f"registered recommender's served replay of its validation customers at training: "
+            f"Recall@10 {served:.4f}"
+            + ("" if offline is None else f" (offline model {offline:.4f})")
+            + ", with the rules in force then."
+        )
     return (
         "No served-path backtest in this home yet, so no served Recall@10 to show "
         "(`shelfops backtest --served` writes one)."

@@ -126,3 +126,22 @@ def test_category_pairs_lift_and_conditional_share_on_a_tiny_basket_set() -> Non
     assert pairs.loc[("X", "Y"), "lift"] == pytest.approx((10 / 15) / (10 / 20))
     top = category_affinity(tx, products)
     assert top[["category_a", "category_b"]].values.tolist() == [["X", "Y"]]
+
+
+def test_served_recall_reads_the_newest_served_backtest(tmp_path: Path) -> None:
+    """The preview quotes served (and offline) Recall@10 from `backtest --served` output."""
+    from shelfops.console.home import HomeData
+    from shelfops.console.rules_page import served_recall
+
+    settings = Settings(home=tmp_path / "home")
+    reports = settings.root / "backtests" / "tx-2026-06-01" / "reports"
+    reports.mkdir(parents=True)
+    result = {
+        "cutoff": "2026-06-01",
+        "recommendations": {
+            "served": {"served": {"recall@10": 0.1234}, "offline": {"recall@10": 0.1301}}
+        },
+    }
+    (reports / "backtest.json").write_text(json.dumps(result))
+    said = served_recall(HomeData(settings))
+    assert "0.1234" in said and "0.1301" in said and "2026-06-01" in said
