@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from shelfops.console.charts import Band, Series, line_chart
@@ -95,6 +96,8 @@ def _chart(title: str, actual: pd.DataFrame, fc: pd.DataFrame, start: pd.Timesta
 
 def forecast_view(home: HomeData, product: str | None, category: str | None) -> ForecastView:
     """Build the Forecasts page for the chosen product and category (defaults: the largest)."""
+    from shelfops.monitoring.store import feedback_dir
+
     fc = logged_forecasts(home)
     if fc.empty:
         empty = line_chart("P10/P50/P90 against actuals", [], [])
@@ -128,18 +131,28 @@ def forecast_view(home: HomeData, product: str | None, category: str | None) -> 
         category = str(fc.loc[fc["stock_code"] == product, "category"].iloc[0])
     actual = _actuals(home)
     start = fc["week_start"].min() - pd.Timedelta(weeks=HISTORY_WEEKS)
+    rows_of = home.cached(
+        "actual_rows",
+        [*home.clean_deps, feedback_dir(home.settings)],
+        lambda: actual.groupby("stock_code", observed=True).indices,
+    )
+
+    def actual_of(codes: set[str]) -> pd.DataFrame:
+        picked = [rows_of[c] for c in codes if c in rows_of]
+        if not picked:
+            return actual.iloc[0:0]
+        return actual.iloc[np.concatenate(picked)]
+
     p_chart = _chart(
         f"{product} {names['description'].get(product, '')}"[:60],
-        actual[actual["stock_code"] == product],
+        actual_of({str(product)}),
         fc[fc["stock_code"] == product],
         start,
     )
     in_cat = fc[fc["category"] == category]
     codes = set(in_cat["stock_code"])
     cat_fc = in_cat.groupby("week_start")[["p10", "p50", "p90"]].sum().reset_index()
-    cat_actual = (
-        actual[actual["stock_code"].isin(codes)].groupby("week_start")["units"].sum().reset_index()
-    )
+    cat_actual = actual_of(codes).groupby("week_start")["units"].sum().reset_index()
     c_chart = _chart(
         f"Category {category}: sum over its {len(codes)} forecast products",
         cat_actual,

@@ -110,6 +110,12 @@ class HomeData:
         return self.cached(f"meta:{name}", [self.models_dir / name], load)
 
     # -- monitoring --------------------------------------------------------------------------
+    def log_deps(self, model: str) -> list[Path]:
+        """What a model's prediction log and the feedback depend on (their folders)."""
+        from shelfops.monitoring.store import feedback_dir, predictions_dir
+
+        return [predictions_dir(self.settings) / model, feedback_dir(self.settings)]
+
     def predictions(self, model: str) -> pd.DataFrame:
         """The prediction log of one model."""
         from shelfops.monitoring.store import predictions_dir, read_predictions

@@ -86,7 +86,9 @@ def hidden_gems_live(home: HomeData) -> tuple[pd.DataFrame, str, str]:
         return pd.DataFrame(), "no recommender registered yet (run `shelfops quickstart`)", ""
     stats = predictor.model.stats
     gems = hidden_gems(stats, n=GEMS)
-    exposure, exposure_window = _exposure(home)
+    exposure, exposure_window = home.cached(
+        "exposure", home.log_deps("recs"), lambda: _exposure(home)
+    )
     if not gems.empty:
         gems = gems.merge(exposure, on="stock_code", how="left")
         for col in ("times_recommended", "bought_after", "invoices_52w"):

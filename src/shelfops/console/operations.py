@@ -153,7 +153,11 @@ def model_ops(home: HomeData, model: str, monitor: MonitorSettings) -> ModelOps:
             )
         )
     if model == "demand":
-        acc = forecast_accuracy(forecast_pairs(log, home.feedback("actual")))
+        acc = home.cached(
+            "accuracy",
+            home.log_deps(model),
+            lambda: forecast_accuracy(forecast_pairs(log, home.feedback("actual"))),
+        )
         if acc.by_week.empty:
             ops.notes.append("Forecast accuracy: no actuals have arrived for logged forecasts yet.")
         else:
@@ -166,7 +170,11 @@ def model_ops(home: HomeData, model: str, monitor: MonitorSettings) -> ModelOps:
                 )
             )
     else:
-        outcome = recs_outcomes(log, home.feedback("recommendation"))
+        outcome = home.cached(
+            "outcomes",
+            home.log_deps(model),
+            lambda: recs_outcomes(log, home.feedback("recommendation")),
+        )
         if outcome.by_day.empty or outcome.requests == 0:
             ops.notes.append("Adoption: no recommendation requests logged yet.")
         else:

@@ -94,7 +94,11 @@ def _adoption_section(home: HomeData, since: pd.Timestamp) -> list[str]:
     if log.empty:
         return [*parts, "<p>No recommendation requests logged.</p>"]
     recent = log[log["ts"] >= since]
-    outcome = recs_outcomes(recent, home.feedback("recommendation"))
+    outcome = home.cached(
+        f"outcomes-since:{since:%Y-%m-%d}",
+        home.log_deps("recs"),
+        lambda: recs_outcomes(recent, home.feedback("recommendation")),
+    )
 
     def pct(v: float | None) -> str:
         return "n/a (no feedback yet)" if v is None else f"{100 * v:.1f}%"
