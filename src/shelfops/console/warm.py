@@ -6,7 +6,8 @@ import time
 
 from fastapi import FastAPI
 
-from shelfops.console.forecasts import logged_forecasts
+from shelfops.console.explorer import example_customers
+from shelfops.console.forecasts import forecast_view
 from shelfops.console.insights import insights
 from shelfops.console.operations import operations
 from shelfops.settings import MonitorSettings
@@ -17,6 +18,7 @@ def warm(app: FastAPI) -> float:
     started = time.perf_counter()
     home = app.state.home
     insights(home)
-    logged_forecasts(home)
+    forecast_view(home, None, None)
     operations(home, MonitorSettings())
+    example_customers(home)
     return time.perf_counter() - started
