@@ -29,6 +29,7 @@ HOME_DIR="${SHELFOPS_IMAGES_HOME:-$ROOT/.build/images-home}"
 BUILD="$ROOT/.build"
 REBUILD="${SHELFOPS_REBUILD_IMAGES:-0}"
 VENV="$ROOT/.venv"
+GEN_LINES=6000 GEN_CUSTOMERS=200 GEN_PRODUCTS=80
 mkdir -p "$BUILD/wheels"
 
 die() { echo "build-images: ERROR: $*" >&2; exit 1; }
@@ -92,7 +93,9 @@ export SHELFOPS_HOME="$HOME_DIR" BENTOML_HOME="$HOME_DIR/bentoml"
 shelfops() { "$VENV/bin/shelfops" "$@"; }
 train_small() {
   local raw="$HOME_DIR/raw/generated"
-  shelfops data generate --lines 12000 --customers 400 --products 150 --years 2 --out "$raw" >/dev/null
+  # Small on purpose (CI time); tests/containers generates the same retailer from images.json.
+  shelfops data generate --lines "$GEN_LINES" --customers "$GEN_CUSTOMERS" \
+    --products "$GEN_PRODUCTS" --years 2 --out "$raw" >/dev/null
   shelfops data ingest "$raw/transactions.csv" --customers "$raw/customers.csv" \
     --products "$raw/products.csv" --max-staleness-days -1 >/dev/null
   shelfops features apply >/dev/null
@@ -148,13 +151,15 @@ summary="$(
 )"
 times="$(for k in "${!SECONDS_OF[@]}"; do echo "$k ${SECONDS_OF[$k]}"; done)"
 bentos="$(for k in "${!BENTO_OF[@]}"; do echo "$k ${BENTO_OF[$k]}"; done)"
+GENERATED="lines $GEN_LINES customers $GEN_CUSTOMERS products $GEN_PRODUCTS years 2" \
 SUMMARY="$summary" TIMES="$times" BENTOS="$bentos" python3 - "$BUILD/images.json" <<'PY'
 import json, os, sys, datetime
 sizes = {l.split()[0]: round(int(l.split()[1]) / 1e6) for l in os.environ["SUMMARY"].splitlines()}
 secs = {l.split()[0]: float(l.split()[1]) for l in os.environ["TIMES"].splitlines() if l.strip()}
 bentos = dict(l.split() for l in os.environ["BENTOS"].splitlines() if l.strip())
 report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-          "image_size_mb": sizes, "build_seconds": secs, "bento_versions": bentos}
+          "image_size_mb": sizes, "build_seconds": secs, "bento_versions": bentos,
+          "generated": {k: int(v) for k, v in zip(*[iter(os.environ["GENERATED"].split())] * 2)}}
 json.dump(report, open(sys.argv[1], "w"), indent=2)
 for name, mb in sizes.items():
     print(f"    {name:32} {mb:6d} MB")

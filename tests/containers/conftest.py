@@ -6,6 +6,7 @@ engine runs and the images exist; a missing engine or image fails these tests, n
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -29,8 +30,8 @@ IMAGES = {
     "redis.bundled.image": "shelfops-redis",
 }
 """Chart image values -> the local images of `make images` (all tagged ``dev``)."""
-GENERATED = {"lines": 12000, "customers": 400, "products": 150, "years": 2}
-"""The retailer the Bento images were trained on (scripts/build-images.sh uses the same)."""
+IMAGES_REPORT = ROOT / ".build" / "images.json"
+"""What scripts/build-images.sh built, with the generator settings of the retailer it trained on."""
 
 
 def image_overrides() -> list[str]:
@@ -54,6 +55,14 @@ def render(*values_files: Path, sets: tuple[str, ...] = ()) -> list[dict[str, An
     )
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@pytest.fixture(scope="session")
+def generated() -> dict[str, int]:
+    """Generator settings of the retailer the Bento images' models were trained on."""
+    if not IMAGES_REPORT.is_file():
+        pytest.fail(f"{IMAGES_REPORT} is missing: run `make images`", pytrace=False)
+    return dict(json.loads(IMAGES_REPORT.read_text())["generated"])
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 import redis
 import yaml
 
-from tests.containers.conftest import GENERATED, IMAGES, RELEASE, TAG, render
+from tests.containers.conftest import IMAGES, RELEASE, TAG, render
 from tests.containers.pods import Cluster, Pod, docker, memory_bytes, pod_template
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
@@ -140,13 +140,13 @@ def run_pipeline_step(
     return output
 
 
-def test_pipeline_steps_share_the_home_volume(cluster: Cluster) -> None:
+def test_pipeline_steps_share_the_home_volume(cluster: Cluster, generated: dict[str, int]) -> None:
     """ingest-data and build-features run from the compiled pipeline; features reach Redis."""
     volume = cluster.volume(f"{RELEASE}-home", 10001)
     # Setup, not a pipeline step: the generated export the ingest step reads by default.
     argv = ["--rm", "--user", "10001:10001", "--env", "SHELFOPS_HOME=/var/lib/shelfops"]
     argv += ["--mount", f"type=volume,source={volume},destination=/var/lib/shelfops"]
-    flags = [f"--{k}={v}" for k, v in GENERATED.items()]
+    flags = [f"--{k}={v}" for k, v in generated.items()]
     docker("run", *argv, f"shelfops:{TAG}", "data", "generate", *flags, timeout=300)
 
     ingest = run_pipeline_step(
@@ -164,7 +164,7 @@ def test_pipeline_steps_share_the_home_volume(cluster: Cluster) -> None:
         inputs={"clean": ingest["artifacts"]["clean"]["artifacts"][0]},
     )
     keys = redis.Redis(port=STATE["redis"].port("redis")).dbsize()
-    assert keys > GENERATED["customers"], f"only {keys} keys in Redis after build-features"
+    assert keys > generated["customers"], f"only {keys} keys in Redis after build-features"
 
 
 def test_materialize_cronjob_runs_as_rendered(cluster: Cluster) -> None:
@@ -209,7 +209,7 @@ def test_model_servers_answer_from_redis(cluster: Cluster) -> None:
         doc = cluster.find("InferenceService", model)
         pods[model] = cluster.start(doc)
     for model, pod in pods.items():
-        pod.wait_ready(240)
+        pod.wait_ready(480)  # two servers importing torch side by side on a busy 2-core box
         assert_runs_as_declared(pod, cluster.find("InferenceService", model))
     recs = pods["recs"]
     customer = _known_customer(recs)
@@ -219,12 +219,13 @@ def test_model_servers_answer_from_redis(cluster: Cluster) -> None:
     assert reply["degraded"] is False and reply["personalized"] is True, reply
     assert len(reply["items"]) == 5
     demand = pods["demand"]
-    code = reply["items"][0]["stock_code"]
+    codes = [item["stock_code"] for item in reply["items"]]
     forecast = httpx.post(
-        f"{demand.url('http1')}/forecast", json={"stock_codes": [code], "horizon": 4}, timeout=30
+        f"{demand.url('http1')}/forecast", json={"stock_codes": codes, "horizon": 4}, timeout=30
     ).json()
     assert forecast["degraded"] is False, forecast
-    assert forecast["forecasts"][0]["source"] == "model", forecast
+    # Products with recent sales are forecast by the model (others have no data to go on).
+    assert "model" in {f["source"] for f in forecast["forecasts"]}, forecast
     STATE["models"] = pods
     STATE["customer"] = customer
 
