@@ -311,3 +311,15 @@ def test_model_container_over_its_memory_limit_is_restarted(cluster: Cluster) ->
     )
     assert ooms >= 1, "the container was never OOM-killed"
     assert restarts >= 1, "the OOM-killed container was not restarted"
+
+
+def test_tools_image_holds_what_packaging_and_the_gate_need(engine: None) -> None:
+    """The tools image ships serving/ and loadtests/ (packaging, the gate); its home is writable."""
+    script = (
+        "test -f /app/serving/recs/bentofile.yaml && test -f /app/loadtests/locustfile.py "
+        '&& touch "$SHELFOPS_HOME/probe" && echo ok'
+    )
+    done = docker(
+        "run", "--rm", "--entrypoint", "sh", f"shelfops:{TAG}", "-c", script,
+    )  # fmt: skip
+    assert done.stdout.strip() == "ok", done.stderr

@@ -104,3 +104,31 @@ def test_actionlint_catches_a_broken_workflow(repo_root: Path, tmp_path: Path) -
         check=False,
     )
     assert "steps.nope" in result.stdout or "nope" in result.stdout, result.stdout + result.stderr
+
+
+def _upstream(jobs: dict[str, Any], job: str) -> set[str]:
+    """Every job that must finish before ``job`` (transitively)."""
+    needs = jobs[job].get("needs", [])
+    direct = {needs} if isinstance(needs, str) else set(needs)
+    return direct.union(*(_upstream(jobs, j) for j in direct)) if direct else set()
+
+
+def test_cd_trains_then_builds_images_then_canaries_the_pushed_tag(repo_root: Path) -> None:
+    """CD order: train+register, then build and push images from those models, then canary."""
+    jobs = _workflows(repo_root)["cd.yml"]["jobs"]
+    assert "train" in _upstream(jobs, "images"), "images must be built after training"
+    for rollout in ("rollout-staging", "rollout-production"):
+        assert {"train", "images"} <= _upstream(jobs, rollout), rollout
+    image_steps = " ".join(str(s.get("run", "")) for s in jobs["images"]["steps"])
+    assert "make images" in image_steps and 'docker push "${IMAGE_PREFIX}/${image}:${TAG}"' in (
+        image_steps
+    )
+    downloads = [s for s in jobs["images"]["steps"] if "download-artifact" in s.get("uses", "")]
+    uploads = [s for s in jobs["train"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert downloads and uploads, "the images job must build from the models train registered"
+    assert downloads[0]["with"]["name"] == uploads[0]["with"]["name"]
+    for rollout in ("rollout-staging", "rollout-production"):
+        deploys = " ".join(str(s.get("run", "")) for s in jobs[rollout]["steps"])
+        assert 'rollout deploy --model "${MODEL}" --version "${TAG}"' in deploys, rollout
+        assert jobs[rollout]["env"]["TAG"] == "${{ needs.version.outputs.tag }}"
+    assert jobs["images"]["env"]["SHELFOPS_IMAGE_TAG"] == "${{ needs.version.outputs.tag }}"
