@@ -1,4 +1,4 @@
-"""``shelfops data``: generate a synthetic retailer and ingest exports."""
+"""``shelfops data``: generate a synthetic retailer, ingest exports, import public data sets."""
 
 from __future__ import annotations
 
@@ -109,3 +109,41 @@ def ingest_cmd(
     console.print(f"clean tables: {settings.clean_dir}")
     console.print(f"quarantine:   {result.quarantine}")
     console.print(f"report:       {result.report_paths['json']}")
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str, typer.Argument(help="Public data set to import: completejourney (Dunnhumby).")
+    ],
+    households: Annotated[
+        int | None,
+        typer.Option(help="Import only the first N households (a quick slice); default all."),
+    ] = None,
+) -> None:
+    """Import a public retailer shipped as a package (no download) through the usual ingest."""
+    from shelfops.data.completejourney import import_completejourney
+
+    if dataset != "completejourney":
+        raise fail(f"unknown data set {dataset!r}; the one available is completejourney")
+    settings = settings_from(ctx)
+    try:
+        with progress("importing") as bar:
+            task = bar.add_task("importing The Complete Journey", total=None)
+            result = import_completejourney(
+                settings.root,
+                policy=settings.consent_policy,
+                households=households,
+                progress=lambda msg: bar.update(task, description=msg),
+            )
+    except FileNotFoundError as exc:
+        raise fail(str(exc)) from exc
+    except QualityGateError as exc:
+        console.print(Markdown(report_markdown(exc.report)))
+        raise fail(str(exc), code=2) from exc
+    console.print(Markdown(report_markdown(result.ingest.report)))
+    console.print(f"households:   {result.households:,}")
+    console.print(f"clean tables: {settings.clean_dir} (+ demographics.parquet)")
+    console.print(f"quarantine:   {result.ingest.quarantine}")
+    console.print(f"report:       {result.ingest.report_paths['json']}")

@@ -163,7 +163,35 @@ PRODUCTS = Contract(
     ),
 )
 
-CONTRACTS = {c.name: c for c in (TRANSACTIONS, CUSTOMERS, PRODUCTS)}
+PROMOTIONS = Contract(
+    "promotions",
+    (
+        Column("stock_code", "string", False, ("StockCode", "sku", "product_code", "product_id")),
+        Column(
+            "week_start",
+            "datetime",
+            False,
+            ("week", "WeekStart"),
+            "Monday of the promoted week (known ahead: planned promotions).",
+        ),
+        Column(
+            "display_stores",
+            "int64",
+            True,
+            ("displays", "on_display"),
+            "Stores with an in-store display of the product that week.",
+        ),
+        Column(
+            "mailer_stores",
+            "int64",
+            True,
+            ("mailers", "in_mailer"),
+            "Stores whose mailer features the product that week.",
+        ),
+    ),
+)
+
+CONTRACTS = {c.name: c for c in (TRANSACTIONS, CUSTOMERS, PRODUCTS, PROMOTIONS)}
 
 #: Codes in retail exports that are not products: postage, fees, manual adjustments, discounts.
 NON_PRODUCT_CODES = frozenset(

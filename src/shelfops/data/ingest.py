@@ -35,6 +35,7 @@ from shelfops.data.contracts import (
     CUSTOMERS,
     NON_PRODUCT_CODES,
     PRODUCTS,
+    PROMOTIONS,
     TRANSACTIONS,
     Contract,
     validate_clean,
@@ -391,6 +392,49 @@ def clean_products(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return typed, reasons.reasons
 
 
+def clean_promotions(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Apply the promotion row rules (code and Monday week required, counts whole and >= 0).
+
+    Args:
+        raw: Canonical string columns from :func:`read_source`.
+
+    Returns:
+        The typed frame for every row and the rejection reason per row ("" when accepted).
+    """
+    reasons = _Reasons(raw.index)
+    reasons.add(raw["_parse_error"] != "", "malformed row")
+    code = raw["stock_code"].str.strip().str.upper()
+    reasons.add(code == "", "missing stock_code")
+    week = _parse_dates(raw["week_start"].str.strip())
+    reasons.add(raw["week_start"].str.strip() == "", "missing week_start")
+    reasons.add((raw["week_start"].str.strip() != "") & week.isna(), "week_start is not a date")
+    reasons.add(
+        week.notna() & ((week.dt.weekday != 0) | (week != week.dt.normalize())),
+        "week_start is not a Monday",
+    )
+    counts = {}
+    for col in ("display_stores", "mailer_stores"):
+        text = raw[col].str.strip()
+        value = pd.to_numeric(text, errors="coerce")
+        reasons.add((text != "") & value.isna(), f"{col} is not a number")
+        reasons.add(value < 0, f"negative {col}")
+        reasons.add(value.notna() & (value != value.round()), f"{col} is not whole")
+        counts[col] = value.fillna(0).round().astype("int64")
+    typed = pd.DataFrame(
+        {
+            "stock_code": code.astype("string"),
+            "week_start": week,
+            "display_stores": counts["display_stores"],
+            "mailer_stores": counts["mailer_stores"],
+        }
+    )
+    ok = ~reasons.rejected
+    dup = pd.Series(False, index=typed.index)
+    dup[ok] = typed.loc[ok, ["stock_code", "week_start"]].duplicated(keep="first").to_numpy()
+    reasons.add(dup, "duplicate stock_code and week_start")
+    return typed, reasons.reasons
+
+
 # ---------------------------------------------------------------------------------------------
 # Derivation and consent
 # ---------------------------------------------------------------------------------------------
@@ -594,7 +638,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     for reason, count in tx["quarantine_reasons"].items():
         lines.append(f"  - {reason}: {count:,}")
-    for name in ("customers", "products"):
+    for name in ("customers", "products", "promotions"):
+        if name not in report["tables"]:
+            continue
         t = report["tables"][name]
         if t.get("derived"):
             lines.append(f"- {name.capitalize()}: derived from transactions ({t['rows']:,} rows)")
@@ -644,6 +690,7 @@ def ingest(
     *,
     customers_path: Path | None = None,
     products_path: Path | None = None,
+    promotions_path: Path | None = None,
     policy: str = "opt_out",
     thresholds: QualityThresholds | None = None,
     as_of: dt.datetime | None = None,
@@ -657,6 +704,7 @@ def ingest(
         root: The ShelfOps home folder (``Settings().root``).
         customers_path: Optional customers file; derived from transactions when absent.
         products_path: Optional products file; derived from transactions when absent.
+        promotions_path: Optional weekly promotions file (displays and mailers per product).
         policy: Consent policy for customers without a consent record.
         thresholds: Quality gate thresholds (defaults from the environment).
         as_of: The moment staleness is measured against (default: now).
@@ -710,14 +758,27 @@ def ingest(
     products = pd.concat([products, derive_products(accepted, products)], ignore_index=True)
     products["category"] = products["category"].fillna("Unknown")
 
+    promotions = prom_reasons = raw_prom = None
+    if promotions_path is not None:
+        say(f"reading {promotions_path.name}")
+        raw_prom = read_source(promotions_path, PROMOTIONS, encoding)
+        prom, prom_reasons = clean_promotions(raw_prom)
+        quarantine.append(_quarantine_frame(raw_prom, prom_reasons, "promotions", promotions_path))
+        promotions = prom[prom_reasons == ""].reset_index(drop=True)
+        sources["promotions"] = str(promotions_path)
+
     say("checking contracts and quality gate")
     report = build_report(
         tx, tx_reasons, customers, cust_reasons, products, prod_reasons, as_of_ts, policy, sources
     )
+    if prom_reasons is not None:
+        report["tables"]["promotions"] = _table_counts(prom_reasons)
     report["gate"] = apply_gate(report, thresholds)
     validate_clean(accepted, TRANSACTIONS)
     validate_clean(customers, CUSTOMERS)
     validate_clean(products, PRODUCTS)
+    if promotions is not None:
+        validate_clean(promotions, PROMOTIONS)
 
     staging = root / f".staging-{uuid.uuid4().hex[:8]}"
     try:
@@ -735,6 +796,9 @@ def ingest(
             out["raw"]["customers"] = raw_cust.drop(columns="_parse_error")
         if raw_prod is not None:
             out["raw"]["products"] = raw_prod.drop(columns="_parse_error")
+        if promotions is not None and raw_prom is not None:
+            out["clean"]["promotions"] = promotions
+            out["raw"]["promotions"] = raw_prom.drop(columns="_parse_error")
         for folder, frames in out.items():
             (staging / folder).mkdir(parents=True)
             for name, frame in frames.items():
@@ -776,7 +840,7 @@ def ingest(
 
 
 def load_clean(root: Path) -> dict[str, pd.DataFrame]:
-    """Read the clean tables written by :func:`ingest`.
+    """Read the clean tables written by :func:`ingest` (``promotions`` only when imported).
 
     Raises:
         FileNotFoundError: with the command to run when nothing has been ingested yet.
@@ -788,4 +852,8 @@ def load_clean(root: Path) -> dict[str, pd.DataFrame]:
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise FileNotFoundError(f"no clean data at {missing}; run `shelfops data ingest` first")
-    return {name: pd.read_parquet(path) for name, path in paths.items()}
+    tables = {name: pd.read_parquet(path) for name, path in paths.items()}
+    promotions = root / "clean" / "promotions.parquet"
+    if promotions.exists():  # optional: planned promotions, when the retailer provides them
+        tables["promotions"] = pd.read_parquet(promotions)
+    return tables

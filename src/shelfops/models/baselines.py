@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 DEMAND_BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "ma4", "ma13")
-RECS_BASELINES: tuple[str, ...] = ("popularity", "personal_frequency")
+RECS_BASELINES: tuple[str, ...] = ("popularity", "personal_frequency", "tifuknn")
 
 
 def wide_panel(panel: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
@@ -175,6 +176,150 @@ def personal_frequency(
                 items.append(item)
                 seen.add(item)
         out[cust] = items
+    return out
+
+
+def _top_up(items: list[str], popular: list[str], k: int) -> list[str]:
+    seen = set(items)
+    for item in popular:
+        if len(items) >= k:
+            break
+        if item not in seen:
+            items.append(item)
+            seen.add(item)
+    return items
+
+
+def tifuknn_vectors(
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    group_size: int = 7,
+    within_decay: float = 0.9,
+    group_decay: float = 0.7,
+) -> tuple[sparse.csr_matrix, list[str], list[str]]:
+    """TIFU customer vectors: time-decayed, group-decayed basket averages (Hu et al., 2020).
+
+    A customer's baskets (distinct invoices, oldest first) are cut into groups of
+    ``group_size`` counted back from the newest. A group's vector is the mean of its baskets'
+    item indicators weighted ``within_decay ** age`` (age 0 for the group's newest basket);
+    the customer's vector is the mean of the group vectors weighted ``group_decay ** age``
+    (age 0 for the newest group).
+
+    Args:
+        lines: Purchase lines with ``invoice``, ``customer_id``, ``stock_code``, ``invoice_date``.
+        cutoff: Only lines strictly before it count.
+        group_size: Baskets per group.
+        within_decay: Decay between baskets of one group.
+        group_decay: Decay between groups.
+
+    Returns:
+        ``(customers x items matrix, customer ids, item codes)``.
+    """
+    past = lines[(lines["invoice_date"] < cutoff) & lines["customer_id"].notna()]
+    past = past[["customer_id", "invoice", "stock_code", "invoice_date"]].astype(
+        {"customer_id": str, "invoice": str, "stock_code": str}
+    )
+    baskets = (
+        past.groupby(["customer_id", "invoice"], sort=False)["invoice_date"].min().reset_index()
+    )
+    baskets = baskets.sort_values(["customer_id", "invoice_date", "invoice"], kind="stable")
+    # age from the newest basket: 0, 1, 2, ...
+    age = baskets.groupby("customer_id").cumcount(ascending=False).to_numpy()
+    n = baskets.groupby("customer_id")["invoice"].transform("size").to_numpy()
+    group = age // group_size
+    groups = (n + group_size - 1) // group_size
+    # group length: full groups except possibly the oldest one
+    glen = np.where(group == groups - 1, n - group * group_size, group_size)
+    w = (within_decay ** (age % group_size)) / glen * (group_decay**group) / groups
+    baskets["w"] = w
+    past = past.drop_duplicates(["customer_id", "invoice", "stock_code"]).merge(
+        baskets[["customer_id", "invoice", "w"]], on=["customer_id", "invoice"]
+    )
+    cust = pd.Categorical(past["customer_id"])
+    item = pd.Categorical(past["stock_code"])
+    mat = sparse.csr_matrix(
+        (past["w"].to_numpy(float), (cust.codes, item.codes)),
+        shape=(len(cust.categories), len(item.categories)),
+    )
+    return mat, [str(c) for c in cust.categories], [str(i) for i in item.categories]
+
+
+def tifuknn(
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    customers: Iterable[str],
+    k: int,
+    popular: list[str],
+    allowed: Iterable[str] | None = None,
+    neighbour_pool: Iterable[str] | None = None,
+    neighbours: int = 300,
+    alpha: float = 0.7,
+    group_size: int = 7,
+    within_decay: float = 0.9,
+    group_decay: float = 0.7,
+) -> dict[str, list[str]]:
+    """TIFUKNN next-basket baseline: own TIFU vector blended with the nearest customers' vectors.
+
+    Score = ``alpha`` * own vector + (1 - ``alpha``) * mean of the ``neighbours`` most similar
+    customers' vectors (cosine similarity of TIFU vectors, the customer excluded). Only
+    customers in ``neighbour_pool`` (those who allow personalization) can be neighbours.
+    Items are ranked by score (ties to the lower code), then topped up with popular ones.
+
+    Args:
+        lines: Purchase lines with ``invoice``, ``customer_id``, ``stock_code``, ``invoice_date``.
+        cutoff: Only lines strictly before it count.
+        customers: Customers to recommend for.
+        k: Length of each list.
+        popular: Popularity ranking used to top lists up.
+        allowed: Recommendable items; others are never recommended.
+        neighbour_pool: Customers whose vectors may be borrowed (default: every buyer).
+        neighbours: Nearest customers blended in.
+        alpha: Weight of the customer's own vector.
+        group_size: Baskets per group (:func:`tifuknn_vectors`).
+        within_decay: Decay between baskets of one group.
+        group_decay: Decay between groups.
+
+    Returns:
+        ``{customer_id: [item, ...]}`` with ``k`` items each (fewer only if the catalogue is tiny).
+    """
+    wanted = [str(c) for c in customers]
+    mat, ids, items = tifuknn_vectors(lines, cutoff, group_size, within_decay, group_decay)
+    head = popular[: k * 3]
+    row_of = {c: i for i, c in enumerate(ids)}
+    pool_set = set(ids) if neighbour_pool is None else {str(c) for c in neighbour_pool}
+    pool = np.array([i for i, c in enumerate(ids) if c in pool_set], dtype=np.int64)
+    norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
+    unit = sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ mat
+    pool_unit = unit[pool].T.tocsc() if len(pool) else None
+    allowed_mask = np.ones(len(items), bool)
+    if allowed is not None:
+        ok = set(allowed)
+        allowed_mask = np.array([i in ok for i in items])
+    out: dict[str, list[str]] = {}
+    targets = [c for c in wanted if c in row_of]
+    for c in wanted:
+        if c not in row_of:
+            out[c] = _top_up([], head, k)
+    for s in range(0, len(targets), 256):
+        chunk = targets[s : s + 256]
+        rows = np.array([row_of[c] for c in chunk])
+        own = mat[rows].toarray()
+        blend = alpha * own
+        if pool_unit is not None and neighbours > 0:
+            sim = (unit[rows] @ pool_unit).toarray()
+            sim[pool[None, :] == rows[:, None]] = -np.inf  # never one's own neighbour
+            n_nb = min(neighbours, max(len(pool) - 1, 0))
+            if n_nb > 0:
+                nb = np.argpartition(-sim, n_nb - 1, axis=1)[:, :n_nb]
+                for j in range(len(chunk)):
+                    neigh = mat[pool[nb[j]]]
+                    blend[j] += (1 - alpha) * np.asarray(neigh.mean(axis=0)).ravel()
+        blend[:, ~allowed_mask] = 0.0
+        for j, c in enumerate(chunk):
+            score = blend[j]
+            cand = np.flatnonzero(score > 0)
+            order = cand[np.lexsort((cand, -score[cand]))][:k]
+            out[c] = _top_up([items[i] for i in order], head, k)
     return out
 
 

@@ -184,3 +184,35 @@ def test_stale_data_fails_the_gate_with_the_reason(tmp_path: Path) -> None:
     thresholds = _lenient().model_copy(update={"max_staleness_days": 5})
     with pytest.raises(QualityGateError, match="days old"):
         ingest(path, tmp_path / "home", thresholds=thresholds, as_of=AS_OF)
+
+
+def test_promotions_are_validated_quarantined_and_reconciled(tmp_path: Path) -> None:
+    """Planned promotions: bad weeks and counts go to quarantine with a reason; counts reconcile."""
+    tx = _write(tmp_path, GOOD)
+    promos = _write(
+        tmp_path,
+        "85123A,2026-10-26,3,0\n"  # 2: accepted
+        "85123A,2026-10-27,1,1\n"  # 3: a Tuesday
+        "85123A,2026-11-02,-1,0\n"  # 4: negative count
+        ",2026-11-02,1,0\n"  # 5: no code
+        "85123A,2026-10-26,5,5\n",  # 6: duplicate product and week
+        name="promotions.csv",
+        header="product_id,week,displays,mailers\n",
+    )
+    result = ingest(
+        tx, tmp_path / "home", promotions_path=promos, thresholds=_lenient(), as_of=AS_OF
+    )
+    counts = result.report["tables"]["promotions"]
+    assert (counts["rows_read"], counts["rows_accepted"], counts["rows_quarantined"]) == (5, 1, 4)
+    assert counts["reconciled"]
+    q = pd.read_parquet(result.quarantine)
+    q = q[q["table"] == "promotions"].sort_values("row")
+    assert q["reason"].tolist() == [
+        "week_start is not a Monday",
+        "negative display_stores",
+        "missing stock_code",
+        "duplicate stock_code and week_start",
+    ]
+    clean = pd.read_parquet(result.clean["promotions"])
+    assert clean[["display_stores", "mailer_stores"]].to_numpy().tolist() == [[3, 0]]
+    assert "Promotions: 5 read" in (tmp_path / "home" / "reports" / "data_quality.md").read_text()

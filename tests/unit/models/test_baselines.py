@@ -73,3 +73,58 @@ def test_baseline_from_features_matches_the_panel_baselines() -> None:
         assert got == pytest.approx(want, rel=1e-5), name
     with pytest.raises(ValueError, match="unknown demand baseline"):
         baseline_from_features("prophet", row, horizon=6)
+
+
+def _tifu_lines() -> pd.DataFrame:
+    d = pd.Timestamp("2024-03-01")
+    rows = [  # customer, invoice, item, day
+        ("A", "1", "x", 0),
+        ("A", "2", "x", 1),
+        ("A", "2", "y", 1),
+        ("A", "3", "z", 2),
+        ("B", "4", "y", 0),
+        ("B", "4", "w", 0),
+        ("C", "5", "q", 0),
+    ]
+    return pd.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "invoice": [r[1] for r in rows],
+            "stock_code": [r[2] for r in rows],
+            "invoice_date": [d + pd.Timedelta(days=r[3]) for r in rows],
+        }
+    )
+
+
+def test_tifuknn_matches_a_hand_computed_example() -> None:
+    """TIFU vectors and the neighbour blend equal the figures worked out by hand."""
+    from shelfops.models.baselines import tifuknn, tifuknn_vectors
+
+    lines, cutoff = _tifu_lines(), pd.Timestamp("2024-03-10")
+    kw = {"group_size": 2, "within_decay": 0.5, "group_decay": 0.5}
+    mat, ids, items = tifuknn_vectors(lines, cutoff, **kw)
+    a = dict(zip(items, mat[ids.index("A")].toarray().ravel(), strict=True))
+    # A's baskets, newest first: {z} and {x,y} form group 0 (2 baskets), {x} group 1 (1 basket).
+    # {z}: 0.5**0/2 * 0.5**0/2 = 0.25; {x,y}: 0.5**1/2 * 0.5**0/2 = 0.125;
+    # {x}: 0.5**0/1 * 0.5**1/2 = 0.25.
+    assert a == pytest.approx({"q": 0, "w": 0, "x": 0.375, "y": 0.125, "z": 0.25})
+    # A's nearest customer is B (shares y); 0.5*A + 0.5*B = y .5625, w .5, x .1875, z .125.
+    recs = tifuknn(lines, cutoff, ["A", "new"], 3, ["q", "x"], neighbours=1, alpha=0.5, **kw)
+    assert recs["A"] == ["y", "w", "x"]
+    assert recs["new"] == ["q", "x"]
+    no_w = tifuknn(
+        lines, cutoff, ["A"], 3, [], allowed={"x", "y", "z", "q"}, neighbours=1, alpha=0.5, **kw
+    )
+    assert no_w["A"] == ["y", "x", "z"]
+
+
+def test_tifuknn_never_borrows_from_customers_outside_the_pool() -> None:
+    """An opted-out customer (outside the pool) is nobody's neighbour."""
+    from shelfops.models.baselines import tifuknn
+
+    lines, cutoff = _tifu_lines(), pd.Timestamp("2024-03-10")
+    kw = {"group_size": 2, "within_decay": 0.5, "group_decay": 0.5}
+    recs = tifuknn(
+        lines, cutoff, ["A"], 4, [], neighbour_pool={"A", "C"}, neighbours=1, alpha=0.5, **kw
+    )
+    assert "w" not in recs["A"] and recs["A"][0] == "q"
