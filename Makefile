@@ -62,6 +62,7 @@ compile-pipelines: install ## Compile the Kubeflow pipelines to YAML (pipelines/
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_backtest.py
+	$(BIN)/python benchmarks/bench_backtest.py --dataset completejourney
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_monitoring.py
 	$(BIN)/python benchmarks/bench_serving.py

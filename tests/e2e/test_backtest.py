@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_backtest_json_shape_and_model_beats_baselines(tmp_path: Path) -> None:
-    """The backtest JSON has one object per task and both models beat every baseline."""
+    """Three rolling origins and their mean per task; both models beat every baseline on it."""
     data = generate(GeneratorConfig(lines=60_000, end_date=dt.date(2025, 6, 29), seed=7))
     paths = data.write(tmp_path / "raw")
     settings = Settings(home=tmp_path / "home")
@@ -24,7 +24,14 @@ def test_backtest_json_shape_and_model_beats_baselines(tmp_path: Path) -> None:
     json.dumps(result)  # JSON-able
     d, r = result["demand"], result["recommendations"]
     assert set(d["baselines"]) == {"naive", "seasonal_naive", "ma4", "ma13"}
-    assert set(r["baselines"]) == {"popularity", "personal_frequency"}
+    assert set(r["baselines"]) == {"popularity", "personal_frequency", "tifuknn"}
+    assert result["origins"] == ["2025-03-31", "2025-04-28", "2025-05-26"]
+    for task, metric in ((d, "wrmsse"), (r, "recall@10")):
+        assert list(task["per_origin"]) == result["origins"]
+        mean = sum(o["model"][metric] for o in task["per_origin"].values()) / 3
+        assert task["model"][metric] == pytest.approx(mean)
+    assert set(d["segments"]) <= {"new", "smooth", "intermittent", "sparse"}
+    assert set(d["fallback"].values()) <= {"naive", "seasonal_naive", "ma4", "ma13"}
     for key in ("wape", "rmsse", "wrmsse", "bias", "coverage_p10_p90"):
         assert isinstance(d["model"][key], float)
     for key in (
@@ -38,11 +45,12 @@ def test_backtest_json_shape_and_model_beats_baselines(tmp_path: Path) -> None:
         assert isinstance(r["model"][key], float)
     assert d["products_evaluated"] > 100 and r["customers_evaluated"] > 100
     assert d["wall_time_s"] > 0 and r["wall_time_s"] > 0 and result["wall_time_s"] > 0
-    # Validation window (before the cutoff, what the gate sees): the model beats every baseline.
-    val = d["validation"]
+    # Early-stopping window (before the cutoff): the network beats every baseline.
+    val = d["early_stopping"]
     assert all(val["model"]["wrmsse"] < v["wrmsse"] for k, v in val.items() if k != "model"), val
-    # After the cutoff on this small sample (~250 products) MA13 is within noise of the model
-    # (see docs/benchmarks.md); it must clearly beat the naive forecasts and stay close.
+    # After the cutoff, on the mean of three origins of this small sample (~250 products), the
+    # model must clearly beat the naive forecasts and stay close to every baseline (it beat
+    # MA13 by 8% when this was written, but trailed it by 3% on the first origin).
     imp = d["relative_improvement_wrmsse"]
     assert imp["naive"] > 0.05 and imp["seasonal_naive"] > 0.05, imp
     assert min(imp.values()) > -0.05, imp

@@ -59,3 +59,12 @@ def test_train_gates_registers_and_predictors_load(tmp_path: Path, small_exports
         assert info[name]["metrics"] and info[name]["baseline_metrics"]
         assert "seed" in info[name] and "git_commit" in info[name]
     assert "units_history_52w" in info["demand_features"]
+    # The registry holds the metrics of the model it registered: the mean over the validation
+    # origins that this very model was gated on (not another fit's), with each origin kept.
+    for name, metric in (("demand", "wrmsse"), ("recs", "recall@10")):
+        per_origin = info[name]["validation_per_origin"]
+        assert len(per_origin) == 3 and len(info[name]["validation_origins"]) == 3
+        mean = sum(o["model"][metric] for o in per_origin.values()) / 3
+        assert info[name]["metrics"][metric] == pytest.approx(mean)
+        assert info[name]["gate"]["model"] == pytest.approx(mean)
+        assert [o["origin"] for o in info[name]["gate"]["origins"]] == sorted(per_origin)

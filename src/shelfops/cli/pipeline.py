@@ -183,6 +183,12 @@ def run_cmd(
     ] = True,
     model: Model = "all",
     transactions: Transactions = "",
+    customers: Annotated[
+        str, typer.Option("--customers", help="Customers file (default: generated or derived).")
+    ] = "",
+    products: Annotated[
+        str, typer.Option("--products", help="Products file (default: generated or derived).")
+    ] = "",
     as_of: Annotated[
         str,
         typer.Option("--as-of", help="Measure data staleness against YYYY-MM-DD (default: now)."),
@@ -205,7 +211,15 @@ def run_cmd(
     from shelfops.orchestration.local import run_local
 
     arguments = pipeline_arguments(
-        model, transactions, horizon_weeks, demand_margin, recs_margin, deploy_canary, as_of=as_of
+        model,
+        transactions,
+        horizon_weeks,
+        demand_margin,
+        recs_margin,
+        deploy_canary,
+        as_of=as_of,
+        customers=customers,
+        products=products,
     )
     with _console_on_stdout(), progress("pipeline") as bar:
         task = bar.add_task("pipeline: starting", total=None)

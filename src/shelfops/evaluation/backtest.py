@@ -1,9 +1,11 @@
-"""The backtest: the evaluation protocol of DESIGN.md, model beside every baseline.
+"""The backtest: the evaluation protocol of DESIGN.md, model beside every baseline, per origin.
 
-``run_backtest`` ingests a transactions file with the production importer into a backtest home,
-builds the feature tables and the Feast repo there, trains both models strictly before the cutoff
-with :mod:`shelfops.training` (early stopping and validation windows that also end before the
-cutoff), evaluates after it beside every baseline and returns a JSON-able result.
+``run_backtest`` imports a transactions file (or a public data set) with the production importer
+into a backtest home, builds the feature tables and the Feast repo there, trains both models
+strictly before the cutoff with :mod:`shelfops.training` (early stopping on windows that also end
+before it), scores them at several rolling origins from the cutoff on
+(:mod:`shelfops.evaluation.rolling`) beside every baseline and returns a JSON-able result with
+each origin and the mean.
 """
 
 from __future__ import annotations
@@ -17,78 +19,25 @@ from typing import Any
 import pandas as pd
 
 from shelfops.evaluation.metrics import relative_improvement
-from shelfops.evaluation.scoring import eval_products, score_demand, score_recs
-from shelfops.models.baselines import DEMAND_BASELINES, demand_baselines
-from shelfops.models.demand import DemandConfig, DemandModel
-from shelfops.models.recs import RecsConfig, RecsModel, TrainingSlice, purchase_lines
+from shelfops.evaluation.rolling import (
+    OriginPlan,
+    demand_at_origins,
+    mean_metrics,
+    recs_at_origins,
+)
+from shelfops.models.baselines import DEMAND_BASELINES
+from shelfops.models.demand import DemandConfig
+from shelfops.models.recs import RecsConfig
 from shelfops.settings import Settings
 from shelfops.training.context import (
     WEEK,
-    Context,
     Progress,
     clean_json,
-    demand_rows,
     load_context,
     monday,
 )
 from shelfops.training.demand import train_demand
-from shelfops.training.recs import recs_slice, train_recs
-
-
-def evaluate_demand(
-    ctx: Context,
-    model: DemandModel,
-    cutoff: pd.Timestamp,
-) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
-    """Forecast from ``cutoff`` and score the model and every baseline on the weeks after it.
-
-    Args:
-        ctx: Data context.
-        model: The trained model.
-        cutoff: Forecast origin.
-
-    Returns:
-        ``({name: metrics}, model forecasts with actuals)``.
-    """
-    h = model.config.horizon
-    codes = eval_products(ctx.panel, cutoff)
-    rows = demand_rows(ctx, [cutoff], {cutoff: codes})
-    fc = model.predict(rows)
-    scores = score_demand(
-        {"model": fc, **demand_baselines(ctx.panel, cutoff, codes, h)},
-        ctx.panel,
-        cutoff,
-        h,
-        ctx.data_end,
-        codes,
-    )
-    act = ctx.panel.assign(stock_code=ctx.panel["stock_code"].astype(str))
-    fc = fc.merge(
-        act[["stock_code", "week_start", "units"]], on=["stock_code", "week_start"], how="left"
-    ).rename(columns={"units": "actual"})
-    return scores, fc
-
-
-def evaluate_recs(
-    ctx: Context,
-    model: RecsModel,
-    cutoff: pd.Timestamp,
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[Any]], TrainingSlice]:
-    """Score the recommender and the baselines on each customer's first basket after ``cutoff``.
-
-    Args:
-        ctx: Data context.
-        model: Trained model.
-        cutoff: Evaluation cutoff.
-
-    Returns:
-        ``({name: metrics}, model recommendations, the evaluation slice)``.
-    """
-    lines = purchase_lines(ctx.transactions)
-    sl = recs_slice(ctx, lines, model.stats.items, cutoff, ctx.data_end + WEEK * 1000, model.config)
-    sl.stats = model.stats
-    scores, recs = score_recs(lines, sl, model)
-    return scores, recs, sl
+from shelfops.training.recs import train_recs
 
 
 def _table(scores: dict[str, dict[str, Any]], key: str, lower: bool) -> dict[str, Any]:
@@ -100,46 +49,43 @@ def _table(scores: dict[str, dict[str, Any]], key: str, lower: bool) -> dict[str
     return out
 
 
-def run_backtest(
-    transactions_path: Path,
-    cutoff: str | pd.Timestamp,
+def _per_origin(per: dict[str, dict[str, dict[str, Any]]], key: str, lower: bool) -> dict:
+    return {o: _table(scores, key, lower) for o, scores in per.items()}
+
+
+def _prepare_home(
     settings: Settings,
-    horizon_weeks: int = 13,
-    customers_path: Path | None = None,
-    products_path: Path | None = None,
-    progress: Progress | None = None,
-    demand_config: DemandConfig | None = None,
-    recs_config: RecsConfig | None = None,
-    report: bool = True,
-) -> dict[str, Any]:
-    """Run the whole backtest and return the JSON-able result.
-
-    Args:
-        transactions_path: Transactions export (8-column schema, CSV or XLSX).
-        cutoff: First day not used for training (moved back to its Monday).
-        settings: Settings; the run lives under ``<home>/backtests/<file>-<cutoff>``.
-        horizon_weeks: Demand horizon.
-        customers_path: Optional customers file.
-        products_path: Optional products file.
-        progress: Progress messages.
-        demand_config: Demand hyper-parameters (horizon is overridden).
-        recs_config: Recommender hyper-parameters.
-        report: Write the HTML report.
-
-    Returns:
-        ``{"cutoff", "demand": {...}, "recommendations": {...}, "wall_time_s", ...}``.
-    """
+    dataset: str | None,
+    transactions_path: Path | None,
+    cutoff: str | pd.Timestamp | None,
+    customers_path: Path | None,
+    products_path: Path | None,
+    households: int | None,
+    say: Progress,
+) -> tuple[Settings, str]:
+    """Import the data into a backtest home of its own; returns its settings and the source."""
     from shelfops.data.ingest import ingest
     from shelfops.settings import QualityThresholds
 
-    say = progress or (lambda _m: None)
-    started = time.perf_counter()
-    cut = monday(cutoff)
+    tag = str(monday(cutoff).date()) if cutoff is not None else "auto"
+    if dataset is not None:
+        if dataset != "completejourney":
+            raise ValueError(f"unknown data set {dataset!r}; the one available is completejourney")
+        from shelfops.data.completejourney import import_completejourney
+
+        part = "all" if households is None else f"{households}h"
+        bt = settings.model_copy(
+            update={"home": settings.root / "backtests" / f"completejourney-{part}-{tag}"}
+        )
+        import_completejourney(
+            bt.root, policy=settings.consent_policy, households=households, progress=say
+        )
+        return bt, "completejourney"
+    if transactions_path is None:
+        raise ValueError("give a transactions file or a data set (--dataset completejourney)")
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", transactions_path.stem)
-    home = settings.root / "backtests" / f"{stem}-{cut.date()}"
-    bt = settings.model_copy(update={"home": home})
+    bt = settings.model_copy(update={"home": settings.root / "backtests" / f"{stem}-{tag}"})
     say(f"ingesting {transactions_path.name}")
-    t0 = time.perf_counter()
     ingest(
         transactions_path,
         bt.root,
@@ -149,13 +95,78 @@ def run_backtest(
         thresholds=QualityThresholds(max_staleness_days=None),
         progress=say,
     )
+    return bt, str(transactions_path)
+
+
+def run_backtest(
+    transactions_path: Path | None,
+    cutoff: str | pd.Timestamp | None,
+    settings: Settings,
+    horizon_weeks: int = 13,
+    customers_path: Path | None = None,
+    products_path: Path | None = None,
+    progress: Progress | None = None,
+    demand_config: DemandConfig | None = None,
+    recs_config: RecsConfig | None = None,
+    report: bool = True,
+    dataset: str | None = None,
+    plan: OriginPlan | None = None,
+    households: int | None = None,
+) -> dict[str, Any]:
+    """Run the whole rolling-origin backtest and return the JSON-able result.
+
+    Both models are trained strictly before the cutoff (the earliest origin) and scored at
+    ``plan.count`` origins ``plan.step_weeks`` apart from it, each over ``horizon_weeks`` weeks
+    (fewer at the end of the data), beside every baseline; the result has each origin and the
+    mean.
+
+    Args:
+        transactions_path: Transactions export (8-column schema, CSV or XLSX); None with a data
+            set.
+        cutoff: First day not used for training (moved back to its Monday); None: the latest
+            cutoff whose every window is complete.
+        settings: Settings; the run lives under ``<home>/backtests/<source>-<cutoff>``.
+        horizon_weeks: Demand horizon.
+        customers_path: Optional customers file.
+        products_path: Optional products file.
+        progress: Progress messages.
+        demand_config: Demand hyper-parameters (horizon is overridden).
+        recs_config: Recommender hyper-parameters.
+        report: Write the HTML report.
+        dataset: A public data set instead of a file (``completejourney``).
+        plan: Origins (default: 3, four weeks apart).
+        households: With a data set, only its first N households.
+
+    Returns:
+        ``{"cutoff", "origins", "demand": {...}, "recommendations": {...}, "wall_time_s", ...}``.
+    """
+    say = progress or (lambda _m: None)
+    started = time.perf_counter()
+    plan = plan or OriginPlan()
+    t0 = time.perf_counter()
+    bt, source = _prepare_home(
+        settings,
+        dataset,
+        transactions_path,
+        cutoff,
+        customers_path,
+        products_path,
+        households,
+        say,
+    )
     t_ingest = time.perf_counter() - t0
     ctx = load_context(bt, say)
     ctx.timings["ingest_s"] = t_ingest
-    if cut >= ctx.data_end:
+    if cutoff is None:
+        cut = ctx.data_end - (horizon_weeks + plan.span_weeks()) * WEEK
+    else:
+        cut = monday(cutoff)
+    origins = plan.origins(cut + plan.span_weeks() * WEEK)
+    if origins[-1] >= ctx.data_end:
         raise ValueError(
-            f"cutoff {cut.date()} leaves no complete week after it "
-            f"(data ends {ctx.data_end.date()})"
+            f"cutoff {cut.date()} with {plan.count} origins {plan.step_weeks} weeks apart leaves "
+            f"no complete week after the last origin {origins[-1].date()} (data ends "
+            f"{ctx.data_end.date()}); use an earlier --cutoff or fewer --origins"
         )
     dcfg = demand_config or DemandConfig(seed=settings.seed)
     dcfg.horizon = horizon_weeks
@@ -165,43 +176,54 @@ def run_backtest(
     t0 = time.perf_counter()
     dmodel, dinfo = train_demand(ctx, cut, dcfg, say)
     ctx.timings["demand_train_s"] = time.perf_counter() - t0
+    say(f"demand: scoring {len(origins)} origins")
     t0 = time.perf_counter()
-    dscores, forecasts = evaluate_demand(ctx, dmodel, cut)
+    dper, forecasts = demand_at_origins(ctx, dmodel, origins, ctx.data_end)
     ctx.timings["demand_eval_s"] = time.perf_counter() - t0
     say("training the recommender")
     t0 = time.perf_counter()
     rmodel, rinfo = train_recs(ctx, cut, rcfg, say)
     ctx.timings["recs_train_s"] = time.perf_counter() - t0
+    say(f"recs: scoring {len(origins)} origins")
     t0 = time.perf_counter()
-    rscores, recs, sl = evaluate_recs(ctx, rmodel, cut)
+    rper, recs, sl = recs_at_origins(ctx, rmodel, origins, ctx.data_end + WEEK * 1000)
     ctx.timings["recs_eval_s"] = time.perf_counter() - t0
 
-    weeks_after = int(min(horizon_weeks, (ctx.data_end - cut) / WEEK))
+    dmean, rmean = mean_metrics(dper), mean_metrics(rper)
+    weeks = {str(o.date()): int(min(horizon_weeks, (ctx.data_end - o) / WEEK)) for o in origins}
     result: dict[str, Any] = {
-        "transactions": str(transactions_path),
+        "transactions": source,
         "cutoff": str(cut.date()),
+        "origins": [str(o.date()) for o in origins],
+        "origin_step_weeks": plan.step_weeks,
         "data_end": str((ctx.data_end - pd.Timedelta(days=1)).date()),
         "seed": settings.seed,
         "demand": {
-            "model": dscores["model"],
-            "baselines": {k: dscores[k] for k in DEMAND_BASELINES},
-            "relative_improvement_wrmsse": _table(dscores, "wrmsse", True),
-            "products_evaluated": dscores["model"]["products"],
+            "model": dmean["model"],
+            "baselines": {k: dmean[k] for k in DEMAND_BASELINES},
+            "relative_improvement_wrmsse": _table(dmean, "wrmsse", True),
+            "per_origin": dper,
+            "relative_improvement_wrmsse_per_origin": _per_origin(dper, "wrmsse", True),
+            "products_evaluated": dmean["model"]["products"],
             "horizon_weeks": horizon_weeks,
-            "weeks_evaluated": weeks_after,
-            "validation": dinfo["validation"],
-            "validation_origin": dinfo["validation_origin"],
+            "weeks_evaluated": weeks,
+            "early_stopping": dinfo["validation"],
+            "early_stopping_origin": dinfo["validation_origin"],
+            "segments": dinfo["segments"],
+            "fallback": dinfo["fallback"],
             "training_rows": dinfo["training_rows"],
             "wall_time_s": ctx.timings["demand_train_s"] + ctx.timings["demand_eval_s"],
         },
         "recommendations": {
-            "model": rscores["model"],
-            "baselines": {k: v for k, v in rscores.items() if k != "model"},
-            "relative_improvement_recall@10": _table(rscores, "recall@10", False),
-            "customers_evaluated": rscores["model"]["customers"],
+            "model": rmean["model"],
+            "baselines": {k: v for k, v in rmean.items() if k != "model"},
+            "relative_improvement_recall@10": _table(rmean, "recall@10", False),
+            "per_origin": rper,
+            "relative_improvement_recall@10_per_origin": _per_origin(rper, "recall@10", False),
+            "customers_evaluated": rmean["model"]["customers"],
             "catalogue_size": int(rmodel.stats.recommendable.sum()),
-            "validation": rinfo["validation"],
-            "validation_cutoff": rinfo["validation_cutoff"],
+            "early_stopping": rinfo["validation"],
+            "early_stopping_cutoff": rinfo["validation_cutoff"],
             "training_customers": rinfo["training_customers"],
             "excluded_opted_out": rinfo["excluded_opted_out"],
             "wall_time_s": ctx.timings["recs_train_s"] + ctx.timings["recs_eval_s"],

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shelfops.data.consent import personalizable_customers
 from shelfops.evaluation.metrics import DemandEval, demand_metrics, naive_scale, recs_metrics
-from shelfops.models.baselines import item_popularity, personal_frequency, wide_panel
+from shelfops.models.baselines import item_popularity, personal_frequency, tifuknn, wide_panel
 from shelfops.models.recs import RecsModel, TrainingSlice
 
 WEEK = pd.Timedelta(days=7)
@@ -69,9 +70,25 @@ def score_demand(
 
 
 def score_recs(
-    lines: pd.DataFrame, sl: TrainingSlice, model: RecsModel | None, k: int = 10
+    lines: pd.DataFrame,
+    sl: TrainingSlice,
+    model: RecsModel | None,
+    k: int = 10,
+    customers: pd.DataFrame | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Any]]]:
-    """Metrics of the model (when given) and every baseline on a slice's first baskets."""
+    """Metrics of the model (when given) and every baseline on a slice's first baskets.
+
+    Args:
+        lines: Purchase lines.
+        sl: The slice (targets of consenting customers, item statistics).
+        model: The recommender, or None for the baselines only.
+        k: List length.
+        customers: The customers table; TIFUKNN borrows only from those who allow
+            personalization (without it, only from the slice's own customers).
+
+    Returns:
+        ``({name: metrics}, the model's recommendations)``.
+    """
     stats = sl.stats
     allowed = [stats.items[i] for i in np.flatnonzero(stats.recommendable)]
     custs = sorted(sl.targets)
@@ -81,6 +98,17 @@ def score_recs(
     ranked: dict[str, dict[str, list[str]]] = {
         "popularity": {c: popular[:k] for c in custs},
         "personal_frequency": personal_frequency(lines, sl.cutoff, custs, k, popular, allowed),
+        "tifuknn": tifuknn(
+            lines,
+            sl.cutoff,
+            custs,
+            k,
+            popular,
+            allowed,
+            neighbour_pool=personalizable_customers(customers)
+            if customers is not None
+            else set(custs),
+        ),
     }
     recs: dict[str, list[Any]] = {}
     if model is not None:

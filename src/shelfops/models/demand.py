@@ -352,14 +352,50 @@ def label_matrix(
     return y, mask
 
 
+#: Segments a product falls into at an origin, read from its ``demand_v1`` row.
+SEGMENTS: tuple[str, ...] = ("new", "smooth", "intermittent", "sparse")
+#: Weeks of history below which a product is ``new``.
+NEW_PRODUCT_WEEKS = 13
+
+
+def demand_segments(rows: pd.DataFrame) -> np.ndarray:
+    """The demand pattern of each row, from inputs the FeatureService serves.
+
+    ``new``: fewer than :data:`NEW_PRODUCT_WEEKS` weeks since the first sale; otherwise by the
+    share of zero weeks in the last 13: ``smooth`` (< 25%), ``intermittent`` (< 75%),
+    ``sparse`` (the rest). The same rule runs in training, evaluation and serving.
+
+    Args:
+        rows: ``demand_v1`` rows.
+
+    Returns:
+        One segment name per row.
+    """
+    age = pd.to_numeric(rows.get("weeks_since_first_sale"), errors="coerce")
+    zeros = pd.to_numeric(rows.get("zero_share_13w"), errors="coerce")
+    age_v = np.asarray(age if age is not None else np.zeros(len(rows)), float)
+    zero_v = np.asarray(zeros if zeros is not None else np.zeros(len(rows)), float)
+    return np.where(
+        np.nan_to_num(age_v) < NEW_PRODUCT_WEEKS,
+        "new",
+        np.where(zero_v < 0.25, "smooth", np.where(zero_v < 0.75, "intermittent", "sparse")),
+    )
+
+
 @dataclass
 class DemandModel:
-    """A fitted encoder + network; predicts P10/P50/P90 and a point forecast."""
+    """A fitted encoder + network; predicts P10/P50/P90 and a point forecast.
+
+    ``fallback`` maps a segment (:func:`demand_segments`) to the baseline that forecasts it
+    instead of the network, decided on validation where the baseline beat the network; every
+    forecast row says which one produced it (``source``).
+    """
 
     config: DemandConfig
     encoder: DemandEncoder
     net: DemandNet
     history: dict[str, Any] = field(default_factory=dict)
+    fallback: dict[str, str] = field(default_factory=dict)
 
     def predict(self, rows: pd.DataFrame, batch_size: int = 4096) -> pd.DataFrame:
         """Forecast from FeatureService rows (the origin is each row's ``event_timestamp``).
@@ -370,7 +406,8 @@ class DemandModel:
 
         Returns:
             Long frame: ``stock_code``, ``origin``, ``step``, ``week_start``, ``forecast``,
-            ``p10``, ``p50``, ``p90`` in units.
+            ``p10``, ``p50``, ``p90`` in units, ``segment`` and ``source`` (``model`` or the
+            fallback baseline's name).
         """
         h = self.config.horizon
         self.net.eval()
@@ -382,6 +419,20 @@ class DemandModel:
                 outs.append((self.net(x) * x["scale"][:, None, None]).numpy())
         out = np.concatenate(outs) if outs else np.zeros((0, h, 4), np.float32)
         out = np.maximum(out, 0.0)
+        segments = demand_segments(rows)
+        source = np.full(len(rows), "model", dtype=object)
+        if self.fallback and len(rows):
+            from shelfops.models.baselines import baseline_from_features
+
+            records = rows.reset_index(drop=True)
+            for segment, baseline in self.fallback.items():
+                for i in np.flatnonzero(segments == segment):
+                    f = baseline_from_features(baseline, records.iloc[i].to_dict(), h)
+                    out[i, :, 0] = f
+                    out[i, :, 2] = f
+                    out[i, :, 1] = np.minimum(out[i, :, 1], f)
+                    out[i, :, 3] = np.maximum(out[i, :, 3], f)
+                    source[i] = baseline
         origin = pd.to_datetime(rows["event_timestamp"], utc=True).dt.tz_localize(None).to_numpy()
         steps = np.arange(h)
         return pd.DataFrame(
@@ -396,11 +447,13 @@ class DemandModel:
                 "p10": out[..., 1].ravel(),
                 "p50": out[..., 2].ravel(),
                 "p90": out[..., 3].ravel(),
+                "segment": np.repeat(segments, h),
+                "source": np.repeat(source, h),
             }
         )
 
     def save(self, path: Path) -> None:
-        """Write ``config.json``, ``encoder.json`` and ``weights.pt`` into ``path``.
+        """Write ``config.json``, ``encoder.json``, ``fallback.json`` and ``weights.pt``.
 
         Args:
             path: Target folder (created).
@@ -409,6 +462,7 @@ class DemandModel:
         (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         (path / "encoder.json").write_text(json.dumps(self.encoder.to_dict()))
         (path / "history.json").write_text(json.dumps(self.history))
+        (path / "fallback.json").write_text(json.dumps(self.fallback))
         torch.save(self.net.state_dict(), path / "weights.pt")
 
     @classmethod
@@ -428,7 +482,9 @@ class DemandModel:
         net.eval()
         hist_path = path / "history.json"
         history = json.loads(hist_path.read_text()) if hist_path.exists() else {}
-        return cls(config=config, encoder=enc, net=net, history=history)
+        fb_path = path / "fallback.json"
+        fallback = json.loads(fb_path.read_text()) if fb_path.exists() else {}
+        return cls(config=config, encoder=enc, net=net, history=history, fallback=fallback)
 
 
 def _build_net(enc: DemandEncoder, cfg: DemandConfig) -> DemandNet:

@@ -226,7 +226,7 @@ def _trained(model_dir: Path) -> dict[str, Any] | None:
 def evaluate_step(
     models: dict[str, Path], margins: dict[str, float], gates_out: Path
 ) -> dict[str, Any]:
-    """Gate every trained model against its best baseline on the validation window.
+    """Gate every trained model against its best baseline on its validation origins.
 
     Args:
         models: ``{task: model artifact folder}``.
@@ -237,6 +237,7 @@ def evaluate_step(
         ``passed`` (every trained model passed), ``reason``, ``metrics`` (flat, numeric),
         ``summary`` (the gated figures), ``report`` (markdown) and ``compute_s``.
     """
+    from shelfops.evaluation.rolling import mean_metrics
     from shelfops.training.gate import GATED_METRIC, gate_task
 
     t0 = time.perf_counter()
@@ -249,12 +250,10 @@ def evaluate_step(
         record = _trained(folder)
         if record is None:
             continue
-        extra = record["extra"]
-        origin = str(extra.get("validation_origin") or extra.get("validation_cutoff"))
-        gate = gate_task(task, {origin: record["validation"]}, margins[task])
+        gate = gate_task(task, record["validation"], margins[task])
         gates[task] = {**gate.to_dict(), "message": gate.message()}
         metric = GATED_METRIC[task][0]
-        for name, values in record["validation"].items():
+        for name, values in mean_metrics(record["validation"]).items():
             value = values.get(metric)
             if isinstance(value, int | float) and value == value:
                 metrics[f"{task}_{name}_{metric}"] = float(value)

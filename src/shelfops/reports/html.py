@@ -237,6 +237,19 @@ def write_report(
             _metrics_table(d, DEMAND_METRICS),
             '<img src="demand_wrmsse.png">',
         ]
+        fallback = d.get("fallback") or {}
+        parts.append(
+            "<p>Forecast by a baseline instead of the model (it beat the model there on "
+            "validation): "
+            + (
+                ", ".join(
+                    f"{html.escape(k)} products: {html.escape(v)}" for k, v in fallback.items()
+                )
+                if fallback
+                else "no segment"
+            )
+            + ".</p>"
+        )
         if forecasts is not None:
             name = _forecast_plots(forecasts, None, out_dir / "demand_top_products.png")
             if name:

@@ -11,7 +11,7 @@ import pandas as pd
 from shelfops.evaluation.scoring import eval_products, score_demand
 from shelfops.features.definitions import DEMAND_SERVICE
 from shelfops.models.baselines import demand_baselines, wide_panel
-from shelfops.models.demand import DemandConfig, DemandModel, fit_demand
+from shelfops.models.demand import SEGMENTS, DemandConfig, DemandModel, fit_demand
 from shelfops.training.context import WEEK, Context, Progress, demand_rows, feature_rows, utc
 
 
@@ -22,7 +22,9 @@ def train_demand(
 
     Phase 1 trains on labels before ``cutoff - H`` weeks and early-stops on the forecast made at
     that validation origin; phase 2 refits on all labels before ``cutoff`` for the best epoch
-    count. Validation metrics of phase 1 and of every baseline feed the success gate.
+    count. On the validation window, each demand segment whose best baseline beat phase 1 is
+    handed to that baseline in the returned model (:func:`choose_fallback`); the gate then
+    scores the model with its fallbacks on later origins, never on this window.
 
     Args:
         ctx: Data context.
@@ -69,21 +71,73 @@ def train_demand(
         tr, wide_all, features, valid_origin, config, valid_rows=vrows, valid_end=cutoff
     )
     say(f"demand: best epoch {m1.history['best_epoch']}, refitting to the cutoff")
-    val = score_demand(
-        {"model": m1.predict(vrows), **demand_baselines(panel, valid_origin, valid_codes, h)},
-        panel,
-        valid_origin,
-        h,
-        cutoff,
-        valid_codes,
-    )
+    forecasts = {
+        "model": m1.predict(vrows),
+        **demand_baselines(panel, valid_origin, valid_codes, h),
+    }
+    val = score_demand(forecasts, panel, valid_origin, h, cutoff, valid_codes)
+    segments = choose_fallback(forecasts, panel, valid_origin, h, cutoff)
     model = fit_demand(
         rows, wide_all, features, cutoff, config, epochs=max(1, int(m1.history["best_epoch"]))
     )
     model.history["validation_best_epoch"] = m1.history["best_epoch"]
     model.history["valid_loss"] = m1.history["valid_loss"]
+    model.fallback = {k: v["choice"] for k, v in segments.items() if v["choice"] != "model"}
+    if model.fallback:
+        say(f"demand: baselines forecast the segments {model.fallback}")
     return model, {
         "validation": val,
         "validation_origin": str(valid_origin.date()),
         "training_rows": len(rows),
+        "segments": segments,
+        "fallback": model.fallback,
     }
+
+
+#: Fewest products a segment needs on validation before it may fall back to a baseline.
+MIN_SEGMENT_PRODUCTS = 30
+
+
+def choose_fallback(
+    forecasts: dict[str, pd.DataFrame],
+    panel: pd.DataFrame,
+    origin: pd.Timestamp,
+    horizon: int,
+    label_end: pd.Timestamp,
+) -> dict[str, dict[str, Any]]:
+    """Per segment, the network or the baseline with the lowest validation WRMSSE.
+
+    A segment with fewer than :data:`MIN_SEGMENT_PRODUCTS` products keeps the network (too few
+    to judge).
+
+    Args:
+        forecasts: ``{"model": network forecasts (with ``segment``), baseline: forecasts}``.
+        panel: Weekly panel.
+        origin: The validation origin.
+        horizon: Weeks scored.
+        label_end: No week on or after it is scored.
+
+    Returns:
+        ``{segment: {"products", "model", "best_baseline", "baseline", "choice"}}``.
+    """
+    model = forecasts["model"]
+    out: dict[str, dict[str, Any]] = {}
+    for segment in SEGMENTS:
+        codes = sorted(set(model.loc[model["segment"] == segment, "stock_code"].astype(str)))
+        if not codes:
+            continue
+        subset = {
+            name: f[f["stock_code"].astype(str).isin(set(codes))] for name, f in forecasts.items()
+        }
+        scores = score_demand(subset, panel, origin, horizon, label_end, codes)
+        base = {k: v["wrmsse"] for k, v in scores.items() if k != "model"}
+        best = min(base, key=lambda k: base[k])
+        better = base[best] < scores["model"]["wrmsse"]
+        out[segment] = {
+            "products": len(codes),
+            "model": scores["model"]["wrmsse"],
+            "best_baseline": best,
+            "baseline": base[best],
+            "choice": best if better and len(codes) >= MIN_SEGMENT_PRODUCTS else "model",
+        }
+    return out

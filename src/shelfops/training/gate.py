@@ -4,8 +4,9 @@ Validation metrics come per origin: ``{origin: {"model": metrics, baseline: metr
 The gate picks the baseline that is best on the mean over origins and accepts the model when
 
 1. its mean improvement over that baseline is at least ``margin``, and
-2. on no origin does it trail that baseline by more than ``tolerance`` (with a single origin
-   the mean is that origin and the margin alone decides), and
+2. on no origin does it trail that baseline by more than ``tolerance`` (the floor per origin is
+   ``min(margin, 0) - tolerance``, so a negative margin, which accepts a loss on the mean,
+   loosens it too), and
 3. every extra :class:`GateCheck` passed (other conditions, such as recall through the served
    path, are added this way rather than by a second gate).
 
@@ -162,11 +163,11 @@ def success_gate(
         reasons.append(
             f"mean improvement {improvement:+.1%} over {best} is below the required {margin:+.1%}"
         )
-    for c in comparisons if len(comparisons) > 1 else ():  # one origin: the margin decides
-        if c.improvement < -tolerance:
+    floor = min(margin, 0.0) - tolerance
+    for c in comparisons:
+        if c.improvement < floor:
             reasons.append(
-                f"origin {c.origin}: trails {best} by {-c.improvement:.1%} "
-                f"(tolerance {tolerance:.1%})"
+                f"origin {c.origin}: trails {best} by {-c.improvement:.1%} (allowed {-floor:.1%})"
             )
     reasons += [f"{c.name}: {c.detail}" for c in checks if not c.passed]
     return GateResult(

@@ -87,7 +87,7 @@ def train_recs(
         f"{len(valid.targets):,} validation baskets"
     )
     m1 = fit_recs(phase1 or [valid], valid.stats, features, config, valid=[valid] if phase1 else [])
-    val, _ = score_recs(lines, valid, m1)
+    val, _ = score_recs(lines, valid, m1, customers=ctx.customers)
     say(f"recs: best epoch {m1.history['best_epoch']}, refitting to the cutoff")
     refit = [valid, *[recs_slice(ctx, lines, items, c, cutoff, config) for c in cuts[1:]]]
     final_stats = item_stats(lines, ctx.products, cutoff, items, config)
@@ -102,10 +102,3 @@ def train_recs(
         "training_customers": int(sum(len(s.targets) for s in refit)),
         "excluded_opted_out": opted_out_count(ctx.customers),
     }
-
-
-def _opted_out_count(ctx: Context) -> int:
-    c = ctx.customers
-    if "opted_out_personalization" not in c:
-        return 0
-    return int(c["opted_out_personalization"].astype("boolean").fillna(False).sum())

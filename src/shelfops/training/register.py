@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shelfops.evaluation.rolling import mean_metrics
 from shelfops.features.definitions import DEMAND_SERVICE, RECS_SERVICE
 from shelfops.settings import Settings
 
@@ -15,7 +16,7 @@ class TrainedTask:
 
     task: str  # "demand" or "recs"
     model: Any  # DemandModel or RecsModel
-    validation: dict[str, dict[str, Any]]  # {"model": metrics, baseline: metrics, ...}
+    validation: dict[str, dict[str, dict[str, Any]]]  # {origin: {"model": metrics, ...}}
     extra: dict[str, Any]  # task-specific registry metadata
     seconds: float
 
@@ -24,6 +25,9 @@ def registry_metadata(
     trained: TrainedTask, gate: dict[str, Any], window: dict[str, str], settings: Settings
 ) -> dict[str, Any]:
     """Metadata stored with a registered model (metrics, baselines, gate, lineage).
+
+    ``metrics`` are this model's own: the mean over the validation origins it was gated on
+    (``validation_per_origin`` holds each origin), not those of another fit.
 
     Args:
         trained: The trained task.
@@ -37,10 +41,12 @@ def registry_metadata(
     from shelfops.registry import git_commit
 
     demand = trained.task == "demand"
+    means = mean_metrics(trained.validation)
     return {
         "task": "demand" if demand else "recommendations",
-        "metrics": trained.validation["model"],
-        "baseline_metrics": {k: v for k, v in trained.validation.items() if k != "model"},
+        "metrics": means["model"],
+        "baseline_metrics": {k: v for k, v in means.items() if k != "model"},
+        "validation_per_origin": trained.validation,
         "gate": gate,
         "data_window": window,
         "feature_service": DEMAND_SERVICE if demand else RECS_SERVICE,

@@ -6,10 +6,20 @@ import json
 import time
 from typing import Any
 
+import pandas as pd
+
+from shelfops.evaluation.rolling import (
+    OriginPlan,
+    demand_at_origins,
+    mean_metrics,
+    model_as_of,
+    recs_at_origins,
+)
 from shelfops.models.demand import DemandConfig
 from shelfops.models.recs import RecsConfig, RecsModel, purchase_lines
 from shelfops.settings import Settings
 from shelfops.training.context import (
+    WEEK,
     Context,
     Progress,
     clean_json,
@@ -18,15 +28,39 @@ from shelfops.training.context import (
     recs_rows,
 )
 from shelfops.training.demand import train_demand
-from shelfops.training.gate import GateResult, gate_task
+from shelfops.training.gate import gate_task
 from shelfops.training.recs import buyers_before, train_recs
 from shelfops.training.register import TrainedTask, register_task, registry_metadata
 
 
+def validation_origins(ctx: Context, horizon_weeks: int, plan: OriginPlan) -> list[pd.Timestamp]:
+    """The gate's origins: the latest leaves a full horizon before the data end.
+
+    Args:
+        ctx: Data context.
+        horizon_weeks: Demand horizon (also the recommendation window of the latest origin).
+        plan: How many origins, how far apart.
+
+    Returns:
+        Mondays, oldest first.
+    """
+    return plan.origins(ctx.data_end - horizon_weeks * WEEK)
+
+
 def train_task(
-    ctx: Context, settings: Settings, task: str, horizon_weeks: int, say: Progress
+    ctx: Context,
+    settings: Settings,
+    task: str,
+    horizon_weeks: int,
+    say: Progress,
+    plan: OriginPlan | None = None,
 ) -> TrainedTask:
-    """Train one model on all data before the data end, with its validation metrics.
+    """Train one model before the earliest validation origin and score it at every origin.
+
+    The model that is scored is the model that is registered: it never saw a label on or after
+    the earliest validation origin (its own early stopping uses a window before it). The
+    recommender is registered with item statistics (counts, not weights) as of the data end,
+    as each origin scored it with the statistics of that origin.
 
     Args:
         ctx: Data context (:func:`load_context`).
@@ -34,30 +68,43 @@ def train_task(
         task: ``demand`` or ``recs``.
         horizon_weeks: Demand horizon.
         say: Progress messages.
+        plan: Validation origins (default: 3, four weeks apart).
 
     Returns:
-        The trained model, its validation metrics and registry extras.
+        The trained model, its validation metrics per origin and registry extras.
     """
     t0 = time.perf_counter()
+    origins = validation_origins(ctx, horizon_weeks, plan or OriginPlan())
+    first = origins[0]
+    extra: dict[str, Any] = {
+        "validation_origins": [str(o.date()) for o in origins],
+        "trained_before": str(first.date()),
+    }
     if task == "demand":
         dmodel, info = train_demand(
-            ctx, ctx.data_end, DemandConfig(horizon=horizon_weeks, seed=settings.seed), say
+            ctx, first, DemandConfig(horizon=horizon_weeks, seed=settings.seed), say
         )
-        extra = {"validation_origin": info["validation_origin"], "horizon_weeks": horizon_weeks}
-        return TrainedTask(task, dmodel, info["validation"], extra, time.perf_counter() - t0)
+        say(f"demand: scoring {len(origins)} validation origins")
+        per, _ = demand_at_origins(ctx, dmodel, origins, ctx.data_end)
+        extra |= {
+            "early_stopping_origin": info["validation_origin"],
+            "segments": info["segments"],
+            "fallback": info["fallback"],
+            "horizon_weeks": horizon_weeks,
+        }
+        return TrainedTask(task, dmodel, per, extra, time.perf_counter() - t0)
     if task == "recs":
-        rmodel, rinfo = train_recs(ctx, ctx.data_end, RecsConfig(seed=settings.seed), say)
-        extra = {
-            "validation_cutoff": rinfo["validation_cutoff"],
+        rmodel, rinfo = train_recs(ctx, first, RecsConfig(seed=settings.seed), say)
+        say(f"recs: scoring {len(origins)} validation origins")
+        per, _, _ = recs_at_origins(ctx, rmodel, origins, ctx.data_end)
+        lines = purchase_lines(ctx.transactions)
+        rmodel = model_as_of(rmodel, lines[lines["invoice_date"] < ctx.data_end], ctx, ctx.data_end)
+        extra |= {
+            "early_stopping_cutoff": rinfo["validation_cutoff"],
             "excluded_opted_out": rinfo["excluded_opted_out"],
         }
-        return TrainedTask(task, rmodel, rinfo["validation"], extra, time.perf_counter() - t0)
+        return TrainedTask(task, rmodel, per, extra, time.perf_counter() - t0)
     raise ValueError(f"unknown task {task!r}; use demand or recs")
-
-
-def _gate(trained: TrainedTask, margin: float) -> GateResult:
-    origin = trained.extra.get("validation_origin") or trained.extra.get("validation_cutoff")
-    return gate_task(trained.task, {str(origin): trained.validation}, margin)
 
 
 def run_training(
@@ -68,12 +115,16 @@ def run_training(
     tasks: tuple[str, ...] = ("demand", "recs"),
     progress: Progress | None = None,
     register: bool = True,
+    plan: OriginPlan | None = None,
+    tolerance: float = 0.02,
 ) -> dict[str, Any]:
-    """Train on all ingested data, gate each model on its validation window, register winners.
+    """Train on all ingested data, gate each model on rolling validation origins, register winners.
 
-    The validation window is the last ``horizon_weeks`` (demand) or the last cutoff spacing
-    (recommendations) before the data end; the gate compares the model with the best baseline
-    there. A rejected model is not registered and the current one stays.
+    Each model is fitted before the earliest validation origin and scored at every origin
+    (:func:`train_task`); the gate (:mod:`shelfops.training.gate`) wants the mean to beat the
+    best baseline by the margin and no origin to trail it by more than ``tolerance``. A rejected
+    model is not registered and the current one stays; an accepted one is registered with the
+    metrics it was gated on.
 
     Args:
         settings: Settings whose home holds ingested clean data.
@@ -83,6 +134,8 @@ def run_training(
         tasks: Which models to train.
         progress: Progress messages.
         register: Save accepted models into the BentoML store (BENTOML_HOME must be set).
+        plan: Validation origins (default: 3, four weeks apart).
+        tolerance: Largest shortfall against the best baseline allowed on any origin.
 
     Returns:
         ``{task: {"gate", "tag", "validation", ...}}`` plus ``report``.
@@ -101,9 +154,10 @@ def run_training(
     for task in ("demand", "recs"):
         if task not in tasks:
             continue
-        trained = train_task(ctx, settings, task, horizon_weeks, say)
+        trained = train_task(ctx, settings, task, horizon_weeks, say, plan)
         validation = trained.validation
-        gate = _gate(trained, margins[task])
+        gate = gate_task(task, validation, margins[task], tolerance)
+        means = mean_metrics(validation)
         entry: dict[str, Any] = {
             "gate": gate.to_dict(),
             "message": gate.message(),
@@ -116,8 +170,9 @@ def run_training(
             entry["tag"] = register_task(task, trained.model, meta)
         out[task] = entry
         report_parts["demand" if task == "demand" else "recommendations"] = {
-            "model": validation["model"],
-            "baselines": {k: v for k, v in validation.items() if k != "model"},
+            "model": means["model"],
+            "baselines": {k: v for k, v in means.items() if k != "model"},
+            "per_origin": validation,
         }
         if task == "recs":
             recs_model = trained.model
@@ -131,7 +186,7 @@ def run_training(
 
     path = write_report(
         settings.reports_dir / "training",
-        "ShelfOps training (validation window)",
+        "ShelfOps training (validation origins, mean)",
         clean_json(report_parts),
         recs_model=recs_model,
         recs=recs_examples,

@@ -98,3 +98,69 @@ def test_training_is_deterministic(fake_source_cls: Any, make_panel: Any) -> Non
     a, test = _fit(panel, source, cutoff, horizon=4)
     b, _ = _fit(panel, source, cutoff, horizon=4)
     np.testing.assert_allclose(a.predict(test)["forecast"], b.predict(test)["forecast"])
+
+
+def _sparse(n: int) -> np.ndarray:
+    return np.array([3.0 if w % 5 == 0 else 0.0 for w in range(n)])
+
+
+def test_a_fallback_segment_is_forecast_by_its_baseline_and_says_so(
+    fake_source_cls: Any, make_panel: Any
+) -> None:
+    """Rows of a segment handed to a baseline get that baseline's forecast and its name."""
+    from shelfops.models.baselines import baseline_from_features
+
+    units = {f"c{i}": np.full(90, 5.0) for i in range(8)}
+    units |= {f"s{i}": _sparse(90) for i in range(8)}
+    panel = make_panel(units)
+    source = fake_source_cls(panel)
+    cutoff = pd.Timestamp("2022-01-03") + pd.Timedelta(weeks=80)
+    model, test = _fit(panel, source, cutoff)
+    model.fallback = {"sparse": "ma13"}
+    fc = model.predict(test)
+    sparse = fc[fc["stock_code"].str.startswith("s")]
+    assert set(sparse["segment"]) == {"sparse"} and set(sparse["source"]) == {"ma13"}
+    row = test[test["stock_code"] == "s0"].iloc[0].to_dict()
+    want = baseline_from_features("ma13", row, 8)
+    got = sparse[sparse["stock_code"] == "s0"].sort_values("step")
+    assert got["forecast"].to_numpy() == pytest.approx(want)
+    assert (got["p10"] <= got["forecast"]).all() and (got["forecast"] <= got["p90"]).all()
+    smooth = fc[fc["stock_code"].str.startswith("c")]
+    assert set(smooth["source"]) == {"model"} and set(smooth["segment"]) == {"smooth"}
+
+
+def test_choose_fallback_hands_a_segment_to_the_baseline_that_beat_the_model(
+    make_panel: Any,
+) -> None:
+    """Per segment, the lower validation WRMSSE wins; a small segment keeps the model."""
+    from shelfops.training.demand import choose_fallback
+
+    n = 60
+    rng = np.random.default_rng(1)
+    units = {f"c{i}": rng.poisson(8, n).astype(float) for i in range(35)}
+    units |= {f"s{i}": _sparse(n) for i in range(35)}
+    units |= {f"t{i}": rng.poisson(8, n).astype(float) for i in range(5)}  # tiny segment
+    panel = make_panel(units)
+    origin = pd.Timestamp("2022-01-03") + pd.Timedelta(weeks=n - 8)
+    future = panel[panel["week_start"] >= origin].rename(columns={"units": "actual"})
+    segment = future["stock_code"].str[0].map({"c": "smooth", "s": "sparse", "t": "new"})
+    # The model is exact on smooth products and 3 units off on the others; the baseline is
+    # 1 unit off on smooth products and exact on the others (but "new" has only 5 products).
+    off_model = np.where(segment == "smooth", 0.0, 3.0)
+    off_base = np.where(segment == "smooth", 1.0, 0.0)
+    model = future.assign(forecast=future["actual"] + off_model, segment=segment)
+    base = future.assign(forecast=future["actual"] + off_base)
+    keep = ["stock_code", "week_start", "forecast"]
+    out = choose_fallback(
+        {"model": model[[*keep, "segment"]], "ma4": base[keep]},
+        panel,
+        origin,
+        8,
+        origin + pd.Timedelta(weeks=8),
+    )
+    assert {k: v["choice"] for k, v in out.items()} == {
+        "smooth": "model",
+        "sparse": "ma4",
+        "new": "model",
+    }
+    assert out["sparse"]["products"] == 35 and out["new"]["products"] == 5

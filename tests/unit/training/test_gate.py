@@ -73,8 +73,11 @@ def test_the_gate_refuses_to_judge_without_a_common_baseline() -> None:
         success_gate({"a": {"model": {"wrmsse": 1.0}}}, "wrmsse", True, 0.05)
 
 
-def test_with_one_origin_the_margin_alone_decides() -> None:
-    """A single window has no other origin to trail on: a negative margin accepts a loss."""
+def test_a_negative_margin_loosens_the_per_origin_floor_too() -> None:
+    """A margin that accepts a loss on the mean (forced registration) is not undone per origin."""
     per_origin = _origins([1.05], [1.0], [1.2])
     assert gate_task("demand", per_origin, margin=-1.0).passed
     assert not gate_task("demand", per_origin, margin=0.0).passed
+    spread = _origins([0.5, 1.1, 1.1], [1.0, 1.0, 1.0], [1.2, 1.2, 1.2])
+    assert gate_task("demand", spread, margin=-1.0).passed
+    assert not gate_task("demand", spread, margin=0.05).passed
