@@ -167,19 +167,12 @@ def personal_frequency(
     head = popular[: k * 3]
     out: dict[str, list[str]] = {}
     for cust in wanted:
-        items = [str(x) for x in own.get(cust, [])]
-        seen = set(items)
-        for item in head:
-            if len(items) >= k:
-                break
-            if item not in seen:
-                items.append(item)
-                seen.add(item)
-        out[cust] = items
+        out[cust] = _top_up([str(x) for x in own.get(cust, [])], head, k)
     return out
 
 
 def _top_up(items: list[str], popular: list[str], k: int) -> list[str]:
+    """``items`` followed by popular ones it lacks, up to ``k``."""
     seen = set(items)
     for item in popular:
         if len(items) >= k:
