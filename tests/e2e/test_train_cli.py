@@ -31,7 +31,7 @@ def _shelfops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,  # training scores three validation origins; CI shares 2 cores
     )
 
 

@@ -96,9 +96,12 @@ def demand_at_origins(
     h = model.config.horizon
     per: PerOrigin = {}
     fc = pd.DataFrame()
+    codes_at = {o: eval_products(ctx.panel, o) for o in origins}
+    all_rows = demand_rows(ctx, origins, codes_at)  # one feature-store read for every origin
+    stamp = all_rows["event_timestamp"].dt.tz_localize(None) if len(all_rows) else None
     for origin in origins:
-        codes = eval_products(ctx.panel, origin)
-        rows = demand_rows(ctx, [origin], {origin: codes})
+        codes = codes_at[origin]
+        rows = all_rows[stamp == origin] if stamp is not None else all_rows
         fc = model.predict(rows)
         per[str(origin.date())] = score_demand(
             {"model": fc, **demand_baselines(ctx.panel, origin, codes, h)},
@@ -156,9 +159,9 @@ def recs_at_origins(
     recs: dict[str, list[Any]] = {}
     sl: TrainingSlice | None = None
     for origin in origins:
-        at = model_as_of(model, lines, ctx, origin)
-        sl = recs_slice(ctx, lines, at.stats.items, origin, label_end, at.config)
-        sl.stats = at.stats
+        # The slice's item statistics are those of the origin: the model is scored with them.
+        sl = recs_slice(ctx, lines, model.stats.items, origin, label_end, model.config)
+        at = replace(model, stats=sl.stats)
         per[str(origin.date())], recs = score_recs(lines, sl, at, customers=ctx.customers)
     assert sl is not None  # origins is never empty
     return per, recs, sl
