@@ -24,6 +24,8 @@ import pandas as pd
 from locust import User, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from shelfops.serving.headers import SYNTHETIC
+
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
@@ -93,7 +95,9 @@ class FloorUser(User):
         started = time.perf_counter()
         error: Exception | None = None
         try:
-            server.recommend(RecommendRequest(customer_id=pick_customer(self.rng), k=10))
+            server.recommend(
+                RecommendRequest(customer_id=pick_customer(self.rng), k=10), synthetic=True
+            )
         except Exception as exc:  # reported as a failure
             error = exc
         self.environment.events.request.fire(
@@ -120,7 +124,12 @@ class ShelfOpsV2User(_HttpUser):
     @task
     def infer(self) -> None:
         """POST /v2/models/recs/infer."""
-        self.client.post("/v2/models/recs/infer", json=v2_body(pick_customer(self.rng)), name="v2")
+        self.client.post(
+            "/v2/models/recs/infer",
+            json=v2_body(pick_customer(self.rng)),
+            name="v2",
+            headers=SYNTHETIC,
+        )
 
 
 class ShelfOpsRecommendUser(_HttpUser):
@@ -130,7 +139,7 @@ class ShelfOpsRecommendUser(_HttpUser):
     def recommend(self) -> None:
         """POST /recommend."""
         body = {"customer_id": pick_customer(self.rng), "k": 10}
-        self.client.post("/recommend", json=body, name="recommend")
+        self.client.post("/recommend", json=body, name="recommend", headers=SYNTHETIC)
 
 
 class KServeV2User(_HttpUser):
@@ -139,4 +148,9 @@ class KServeV2User(_HttpUser):
     @task
     def infer(self) -> None:
         """POST /v2/models/recs/infer."""
-        self.client.post("/v2/models/recs/infer", json=v2_body(pick_customer(self.rng)), name="v2")
+        self.client.post(
+            "/v2/models/recs/infer",
+            json=v2_body(pick_customer(self.rng)),
+            name="v2",
+            headers=SYNTHETIC,
+        )

@@ -16,6 +16,9 @@ Environment:
         are plain ``-u/-t`` runs); SHELFOPS_LOADTEST_USERS and SHELFOPS_LOADTEST_DURATION_S size it.
     SHELFOPS_LOADTEST_MAX_P95_MS / _MAX_P99_MS / _MAX_ERROR_RATE: when set, Locust itself exits
         non-zero on a breach (the ``shelfops`` gate also judges the CSV).
+
+Every request carries ``X-ShelfOps-Synthetic: true``: the services answer it as usual but keep it
+out of the prediction log, drift, accuracy, adoption and cost.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, LoadTestShape, between, events, task
+
+from shelfops.serving.headers import SYNTHETIC
 
 log = logging.getLogger("shelfops.loadtest")
 
@@ -106,7 +111,7 @@ class RecsUser(FastHttpUser):
         """Top-k recommendations for a known (or occasionally new) customer."""
         payload = {"customer_id": random.choice(SAMPLE["customers"]), "k": random.choice([5, 10])}
         with self.client.post(
-            "/recommend", json=payload, name="/recommend", catch_response=True
+            "/recommend", json=payload, name="/recommend", catch_response=True, headers=SYNTHETIC
         ) as resp:
             _check(resp, "items")
 
@@ -120,7 +125,11 @@ class RecsUser(FastHttpUser):
             context["category"] = random.choice(SAMPLE["categories"])
         payload = {"customer_id": random.choice(SAMPLE["customers"]), "k": 10, "context": context}
         with self.client.post(
-            "/recommend", json=payload, name="/recommend (context)", catch_response=True
+            "/recommend",
+            json=payload,
+            name="/recommend (context)",
+            catch_response=True,
+            headers=SYNTHETIC,
         ) as resp:
             _check(resp, "items")
 
@@ -140,7 +149,7 @@ class DemandUser(FastHttpUser):
             "horizon": random.choice([4, 8, 13]),
         }
         with self.client.post(
-            "/forecast", json=payload, name="/forecast", catch_response=True
+            "/forecast", json=payload, name="/forecast", catch_response=True, headers=SYNTHETIC
         ) as resp:
             _check(resp, "forecasts")
 

@@ -26,14 +26,15 @@ def featurised_home(tmp_path: Path, small_exports) -> Settings:
     return settings
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a real redis-server on a free loopback port; returns the process and host:port."""
+def start_redis(workdir: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a real redis-server on a loopback port (a free one unless given); returns the process
+    and host:port."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail(
             "redis-server is not installed; run `make test-deps` (apt-get install redis-server)"
         )
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             binary,

@@ -65,10 +65,14 @@ def personalization_allowed(flags: Iterable[Any] | pd.Series | np.ndarray) -> np
     Returns:
         Boolean array, True where personalization is allowed.
     """
-    values = flags if isinstance(flags, pd.Series) else pd.Series(list(flags), dtype=object)
-    missing = values.isna().to_numpy(bool)
-    opted_out = np.array([not m and bool(v) for v, m in zip(values, missing, strict=True)], bool)
-    return ~opted_out
+    # Plain Python per value: this runs on every recommendation request, where building a
+    # pandas Series would cost more than the decision itself.
+    return np.array([_missing(v) or not bool(v) for v in flags], bool)
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN or pd.NA: no consent flag row for this customer."""
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def rows_allowed(rows: pd.DataFrame) -> np.ndarray:

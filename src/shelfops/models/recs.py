@@ -23,21 +23,48 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from shelfops.data.consent import rows_allowed
+from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
 from shelfops.models.demand import set_determinism
 from shelfops.models.training import EarlyStopping
 
 _DAY = 86400.0
+
+Columns: TypeAlias = Mapping[str, Sequence[Any]]
+"""Feature rows as columns (name to one value per customer), as the online store returns them."""
+Rows: TypeAlias = pd.DataFrame | Columns | Sequence[Mapping[str, Any]]
+"""What scoring accepts: an offline frame, columns, or one dict per customer (online rows)."""
+
+
+def as_columns(rows: Rows) -> dict[str, list[Any]]:
+    """Feature rows as plain columns, so scoring needs no pandas on the request path.
+
+    Args:
+        rows: A frame, a mapping of columns, or a sequence of row dicts.
+
+    Returns:
+        ``{feature: [value per customer]}``.
+    """
+    if isinstance(rows, pd.DataFrame):
+        return {str(c): rows[c].tolist() for c in rows.columns}
+    if isinstance(rows, Mapping):
+        return {str(k): list(v) for k, v in rows.items()}
+    names = dict.fromkeys(k for r in rows for k in r)
+    return {k: [r.get(k) for r in rows] for k in names}
+
+
+def _length(cols: Columns) -> int:
+    return len(next(iter(cols.values()), []))
 
 
 @dataclass
@@ -118,15 +145,24 @@ class ItemStats:
     recommendable: np.ndarray  # bool
     cutoff: str = ""
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
-        """Item code to row."""
+        """Item code to row (built once: statistics do not change after they are computed)."""
         return {c: i for i, c in enumerate(self.items)}
+
+    @cached_property
+    def category_array(self) -> np.ndarray:
+        """Categories as an object array, for vectorized category matches."""
+        return np.asarray(self.category, dtype=object)
+
+    @cached_property
+    def _popular(self) -> np.ndarray:
+        order = np.lexsort((-self.pop52, -self.pop4))
+        return order[self.recommendable[order]]
 
     def popular_order(self) -> np.ndarray:
         """Recommendable item rows by recent popularity (4 weeks, then 52 weeks)."""
-        order = np.lexsort((-self.pop52, -self.pop4))
-        return order[self.recommendable[order]]
+        return self._popular
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able state."""
@@ -304,7 +340,7 @@ def _as_list(v: Any) -> list[Any]:
 
 
 def customer_history(
-    rows: pd.DataFrame,
+    rows: Columns,
     stats: ItemStats,
     config: RecsConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -319,9 +355,9 @@ def customer_history(
         ``(items, counts, last_ts)``, each (N, T); items -1 padded.
     """
     index = stats.index
-    items_col = [_as_list(v) for v in rows[config.items_feature]] if len(rows) else []
+    n = _length(rows)
+    items_col = [_as_list(v) for v in rows[config.items_feature]] if n else []
     t = max((len(v) for v in items_col), default=1) or 1
-    n = len(rows)
     items = np.full((n, t), -1, np.int64)
     counts = np.zeros((n, t), np.float32)
     last = np.zeros((n, t), np.float64)
@@ -338,14 +374,30 @@ def customer_history(
     return items, counts, last
 
 
-def _num(rows: pd.DataFrame, name: str) -> np.ndarray:
-    if name not in rows:
-        return np.zeros(len(rows), np.float64)
-    return pd.to_numeric(rows[name], errors="coerce").fillna(0.0).to_numpy(np.float64)
+def _num(rows: Columns, name: str) -> np.ndarray:
+    """A numeric column; missing and non-numeric values are 0."""
+    values = rows.get(name)
+    if values is None:
+        return np.zeros(_length(rows), np.float64)
+    out = np.empty(len(values), np.float64)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            out[i] = np.nan
+    out[np.isnan(out)] = 0.0
+    return out
+
+
+def _text(v: Any) -> str:
+    """A text value; missing (None, NaN, pd.NA) is empty."""
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    return str(v)
 
 
 def build_candidates(
-    rows: pd.DataFrame, stats: ItemStats, config: RecsConfig, now: np.ndarray
+    rows: Rows, stats: ItemStats, config: RecsConfig, now: np.ndarray
 ) -> CandidateBatch:
     """Candidate items and pair features for each customer row.
 
@@ -358,6 +410,7 @@ def build_candidates(
     Returns:
         The padded batch.
     """
+    rows = as_columns(rows)
     n_items = len(stats.items)
     hist, counts, last = customer_history(rows, stats, config)
     n, t = hist.shape
@@ -431,12 +484,13 @@ def build_candidates(
     trend = np.log((pop4 + 1.0) / (pop13 / 3.25 + 1.0))
     co_score = np.take_along_axis(co, safe, 1)
     co_max = np.take_along_axis(src_best, safe, 1)
-    fav = (
-        rows[config.favourite_feature].astype("string").fillna("").to_numpy()
+    fav = np.array(
+        [_text(v) for v in rows[config.favourite_feature]]
         if config.favourite_feature in rows
-        else np.array([""] * n)
+        else [""] * n,
+        dtype=object,
     )
-    cats = np.asarray(stats.category, dtype=object)
+    cats = stats.category_array
     cat_match = (cats[safe] == fav[:, None]) & (cats[safe] != "Unknown")
     disc_aff = _num(rows, "discount_affinity")
     feats = np.stack(
@@ -464,7 +518,7 @@ def build_candidates(
     feats = np.where(mask[..., None], feats, 0.0).astype(np.float32)
     co_src = np.take_along_axis(src_item, safe, 1)
     return CandidateBatch(
-        customer_ids=rows["customer_id"].astype(str).tolist(),
+        customer_ids=[str(c) for c in rows["customer_id"]],
         items=torch.from_numpy(items),
         mask=torch.from_numpy(mask),
         feats=torch.from_numpy(feats),
@@ -537,9 +591,16 @@ class RecsModel:
     history: dict[str, Any] = field(default_factory=dict)
 
     def _norm(self, feats: torch.Tensor) -> torch.Tensor:
-        m = torch.tensor(self.mean, dtype=torch.float32)
-        s = torch.tensor(self.std, dtype=torch.float32)
+        m, s = self._scale
         return (feats - m) / s
+
+    @cached_property
+    def _scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # mean/std are fixed once the model exists (fit_recs sets them before training starts).
+        return (
+            torch.tensor(self.mean, dtype=torch.float32),
+            torch.tensor(self.std, dtype=torch.float32),
+        )
 
     def score_batch(self, batch: CandidateBatch) -> torch.Tensor:
         """Scores for a candidate batch (padding gets ``-inf``)."""
@@ -548,17 +609,19 @@ class RecsModel:
             s = self.net(batch.items, self._norm(batch.feats), batch.hist_items, batch.hist_w)
         return s.masked_fill(~batch.mask, float("-inf"))
 
-    def personal_allowed(self, rows: pd.DataFrame) -> np.ndarray:
+    def personal_allowed(self, rows: Rows) -> np.ndarray:
         """Which rows may get personalised results (consent and any history)."""
-        out = rows_allowed(rows)
-        items = rows.get(self.config.items_feature, None)
+        cols = as_columns(rows)
+        n = _length(cols)
+        out = personalization_allowed(cols.get(PERSONALIZATION_OPT_OUT, [None] * n))
+        items = cols.get(self.config.items_feature, None)
         if items is not None:
-            out &= np.array([len(_as_list(v)) > 0 for v in items])
+            out &= np.array([len(_as_list(v)) > 0 for v in items], bool)
         return out
 
     def recommend(
         self,
-        rows: pd.DataFrame,
+        rows: Rows,
         k: int = 10,
         now: pd.Timestamp | None = None,
         with_reasons: bool = True,
@@ -570,7 +633,8 @@ class RecsModel:
         non-personal popularity list.
 
         Args:
-            rows: ``recs_v1`` rows with ``customer_id``.
+            rows: ``recs_v1`` rows with ``customer_id``: an offline frame, or online rows as
+                columns or dicts (no pandas on that path).
             k: List length.
             now: Scoring time (default: the model's training cutoff).
             with_reasons: Attach a short human reason to each item.
@@ -583,29 +647,34 @@ class RecsModel:
         now_s = float(pd.Timestamp(now_ts).tz_localize(None).value / 1e9)
         popular = self.stats.popular_order()
         out: dict[str, list[Recommendation]] = {}
-        allowed = self.personal_allowed(rows)
-        ids = rows["customer_id"].astype(str).tolist()
+        cols = as_columns(rows)
+        allowed = self.personal_allowed(cols)
+        ids = [str(c) for c in cols.get("customer_id", [])]
         for cid, ok in zip(ids, allowed, strict=True):
             if not ok:
                 out[cid] = [
                     self._rec(int(j), 0.0, self.popular_reason(int(j))) for j in popular[:k]
                 ]
-        personal = rows[allowed]
+        personal = np.flatnonzero(allowed)
         for s in range(0, len(personal), batch_size):
-            part = personal.iloc[s : s + batch_size]
-            batch = build_candidates(part, self.stats, self.config, np.full(len(part), now_s))
+            take = personal[s : s + batch_size]
+            part = {name: [v[i] for i in take] for name, v in cols.items()}
+            batch = build_candidates(part, self.stats, self.config, np.full(len(take), now_s))
             scores = self.score_batch(batch)
             kk = min(k, scores.shape[1])
             top = torch.topk(scores, kk, dim=1)
+            # numpy views once: element reads from tensors cost microseconds each
+            arrays = (batch.items.numpy(), batch.feats.numpy(), batch.co_source.numpy())
+            top_values, top_index = top.values.tolist(), top.indices.tolist()
             for r, cid in enumerate(batch.customer_ids):
                 recs: list[Recommendation] = []
                 seen: set[int] = set()
-                for sc, ci in zip(top.values[r].tolist(), top.indices[r].tolist(), strict=True):
-                    j = int(batch.items[r, ci])
+                for sc, ci in zip(top_values[r], top_index[r], strict=True):
+                    j = int(arrays[0][r, ci])
                     if j < 0 or not np.isfinite(sc):
                         continue
                     seen.add(j)
-                    reason = self._reason(batch, r, ci) if with_reasons else ""
+                    reason = self._reason(arrays, r, ci) if with_reasons else ""
                     recs.append(self._rec(j, float(sc), reason))
                 for j in popular:  # top up (tiny histories, tiny catalogues)
                     if len(recs) >= k:
@@ -631,10 +700,12 @@ class RecsModel:
         trend = float(np.log((self.stats.pop4[j] + 1) / (self.stats.pop13[j] / 3.25 + 1)))
         return f"trending {where} this month" if trend > 0.2 else f"popular {where} this month"
 
-    def _reason(self, batch: CandidateBatch, r: int, ci: int) -> str:
-        f = batch.feats[r, ci]
+    def _reason(self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], r: int, ci: int) -> str:
+        """Why item ``ci`` of customer ``r``; ``arrays`` are the batch's items, feats, co_source."""
+        items, feats, co_source = arrays
+        f = feats[r, ci]
         count = float(np.expm1(float(f[1])))
-        j = int(batch.items[r, ci])
+        j = int(items[r, ci])
         if float(f[0]) > 0:
             days = float(np.expm1(float(f[2])))
             if count >= 2:
@@ -646,7 +717,7 @@ class RecsModel:
                 del gap_weeks
                 return f"you buy this about every {every:.0f} visits"
             return f"you bought this {max(1, round(days / 7))} weeks ago"
-        src = int(batch.co_source[r, ci])
+        src = int(co_source[r, ci])
         if src >= 0 and float(f[12]) > 0.05:
             name = self.stats.description[src] or self.stats.items[src]
             return f"often bought with {name.title()}"

@@ -87,6 +87,7 @@ class CostMeter:
         self._clock = cpu_clock
         self._start = cpu_clock()
         self._predictions = 0
+        self._excluded = 0.0
         self._last_persist = 0.0
         self._lock = threading.Lock()
         if metrics is not None:
@@ -118,8 +119,17 @@ class CostMeter:
             self._persist(snap)
         return snap.cost_per_1k_usd
 
+    def exclude(self, cpu_seconds: float) -> None:
+        """Leave CPU time out of the cost: work done for synthetic traffic (gates, load tests).
+
+        Args:
+            cpu_seconds: CPU time the synthetic requests took.
+        """
+        with self._lock:
+            self._excluded += max(float(cpu_seconds), 0.0)
+
     def _snapshot(self) -> CostSnapshot:
-        cpu = max(self._clock() - self._start, 0.0)
+        cpu = max(self._clock() - self._start - self._excluded, 0.0)
         cost = cpu / 3600.0 * self.price_per_cpu_hour
         per_1k = cost / self._predictions * 1000.0 if self._predictions else None
         return CostSnapshot(

@@ -48,19 +48,3 @@ class DemandPredictor(RegistryPredictor[DemandModel]):
             o = o.tz_localize("UTC") if o.tzinfo is None else o
             df["event_timestamp"] = o - pd.Timedelta(days=o.weekday())
         return self.model.predict(df)
-
-    def predict_online(
-        self, stock_codes: list[str], repo: Any, origin: pd.Timestamp | None = None
-    ) -> pd.DataFrame:
-        """Read the latest features from the online store and forecast.
-
-        Args:
-            stock_codes: Products.
-            repo: A ``FeatureRepo`` (``online(service, entity_rows)``).
-            origin: Forecast origin (see :meth:`predict`).
-
-        Returns:
-            As :meth:`predict`.
-        """
-        online = repo.online(self.service, [{"stock_code": c} for c in stock_codes])
-        return self.predict(pd.DataFrame(online), origin=origin)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from shelfops.features.definitions import RECS_SERVICE
-from shelfops.models.recs import RecsModel
+from shelfops.models.recs import RecsModel, Rows
 from shelfops.predictors.base import RegistryPredictor
 
 
@@ -25,22 +25,22 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
 
     def predict(
         self,
-        rows: pd.DataFrame | list[dict[str, Any]],
+        rows: Rows,
         k: int = 10,
         now: pd.Timestamp | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """Top-``k`` items per customer with reasons; cold-start and opted-out get popularity.
 
         Args:
-            rows: ``recs_v1`` rows with ``customer_id`` (unknown customers may have only the id).
+            rows: ``recs_v1`` rows with ``customer_id`` (unknown customers may have only the id):
+                an offline frame, or online rows as dicts or columns (scored without pandas).
             k: List length.
             now: Scoring time (default: the model's training cutoff).
 
         Returns:
             ``{customer_id: [{"stock_code", "score", "reason", "description", "category"}]}``.
         """
-        df = pd.DataFrame(rows)
-        recs = self.model.recommend(df, k=k, now=now)
+        recs = self.model.recommend(rows, k=k, now=now)
         return {
             c: [
                 {
@@ -54,22 +54,3 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
             ]
             for c, v in recs.items()
         }
-
-    def predict_online(
-        self, customer_ids: list[str], repo: Any, k: int = 10, now: pd.Timestamp | None = None
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Read the latest features from the online store and recommend.
-
-        Args:
-            customer_ids: Customers.
-            repo: A ``FeatureRepo`` (``online(service, entity_rows)``).
-            k: List length.
-            now: Scoring time (default: now).
-
-        Returns:
-            As :meth:`predict`.
-        """
-        online = repo.online(self.service, [{"customer_id": c} for c in customer_ids])
-        return self.predict(
-            pd.DataFrame(online), k=k, now=now if now is not None else pd.Timestamp.now()
-        )

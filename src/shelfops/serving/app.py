@@ -34,6 +34,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shelfops.monitoring.store import FeedbackEvent, FeedbackStore
 from shelfops.serving.base import BadRequest, ModelServer
+from shelfops.serving.headers import (
+    DEGRADED_HEADER,
+    REQUEST_ID_HEADER,
+    SYNTHETIC_HEADER,
+    VERSION_HEADER,
+)
 from shelfops.serving.schemas import (
     ErrorResponse,
     ForecastRequest,
@@ -44,12 +50,6 @@ from shelfops.serving.schemas import (
 
 log = logging.getLogger(__name__)
 
-VERSION_HEADER = "X-ShelfOps-Model-Version"
-DEGRADED_HEADER = "X-ShelfOps-Degraded"
-REQUEST_ID_HEADER = "X-Request-Id"
-SYNTHETIC_HEADER = "X-ShelfOps-Synthetic"
-"""Set to ``true`` by the canary gate, load tests and benchmarks: the request is served as usual
-but kept out of the prediction log, drift, accuracy, adoption and cost."""
 V2_JSON_LENGTH = "inference-header-content-length"
 MAX_BODY_BYTES = 1_000_000
 """Larger request bodies get a 413 before they are parsed."""
@@ -482,8 +482,15 @@ def create_app(server: ModelServer) -> FastAPI:
             return result
 
     @app.post("/feedback", tags=["friendly"], responses=ERRORS)
-    def feedback(events: Annotated[list[FeedbackEvent], Body(max_length=1000)]) -> dict[str, int]:
-        """Record what customers did with recommendations, or actual sales for forecasts."""
+    def feedback(
+        events: Annotated[list[FeedbackEvent], Body(max_length=1000)], request: Request
+    ) -> dict[str, int]:
+        """Record what customers did with recommendations, or actual sales for forecasts.
+
+        Synthetic traffic (``X-ShelfOps-Synthetic: true``) is validated but not recorded.
+        """
+        if is_synthetic(request):
+            return {"recorded": 0}
         return {"recorded": FeedbackStore(server.settings).record(events)}
 
     @app.get("/metrics", tags=["ops"])

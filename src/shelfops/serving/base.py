@@ -62,6 +62,8 @@ class ModelServer:
         self.metadata: dict[str, Any] = {}
         self.loaded = False
         self.hooks: list[PredictionHook] = []
+        self.synthetic_cpu: list[Callable[[float], None]] = []
+        """Receive the CPU seconds spent on each synthetic request (the cost meter drops them)."""
         self.closers: list[Callable[[], object]] = []
         # One model computation at a time per process: the work is CPU-bound Python, so taking
         # turns gives shorter tails than threads time-slicing the GIL. Store reads stay outside.
@@ -122,6 +124,12 @@ class ModelServer:
     def degraded(self, reason: str) -> None:
         """Count a fallback answer."""
         self.metrics.degraded.labels(self.name, reason).inc()
+
+    def synthetic_done(self, cpu_started: float) -> None:
+        """Report the CPU a synthetic request took (``cpu_started`` from ``time.thread_time()``)."""
+        spent = time.thread_time() - cpu_started
+        for hook in self.synthetic_cpu:
+            hook(spent)
 
     def emit(self, record: dict[str, Any]) -> None:
         """Hand a prediction record to every hook (failures in hooks never fail a request)."""

@@ -3,13 +3,16 @@
 Reads go to the Feast online store (SQLite locally, Redis in the cluster) by ``view:feature``
 references resolved once from the FeatureService, so the feature lists still live only in
 ``shelfops.features.definitions``. Each read runs on a small thread pool and is abandoned after
-``timeout_s``; the caller gets ``None`` and a reason it can report and count.
+``timeout_s``; the caller gets ``None`` and a reason it can report and count. After a failed or
+timed-out read the store is opened afresh (at most once per ``reopen_after_s``), so a store that
+comes back is used again without restarting the server.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -26,7 +29,11 @@ class OnlineReader:
     """Reads feature references for entity rows, giving up after a deadline."""
 
     def __init__(
-        self, repo_factory: Callable[[], FeatureRepo], timeout_s: float, workers: int = 4
+        self,
+        repo_factory: Callable[[], FeatureRepo],
+        timeout_s: float,
+        workers: int = 4,
+        reopen_after_s: float = 1.0,
     ) -> None:
         """Create the reader; the store is opened on first use (and again after a failure).
 
@@ -34,23 +41,56 @@ class OnlineReader:
             repo_factory: Builds the feature repository (``FeatureRepo(settings)``).
             timeout_s: Longest wait for one read.
             workers: Threads serving reads (a hung store occupies at most this many).
+            reopen_after_s: Shortest time between two reopenings of a failing store (opening
+                reads the Feast registry, too slow to repeat on every request of an outage).
         """
         self._factory = repo_factory
         self._repo: FeatureRepo | None = None
+        self._failed_at: float | None = None
         self._lock = threading.Lock()
         self.timeout_s = timeout_s
+        self.reopen_after_s = reopen_after_s
+        self.reopened = 0
+        """How many times the store was opened again after a failure."""
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="online-store")
 
     def repo(self) -> FeatureRepo:
-        """The feature repository, opened once."""
+        """The feature repository: opened on first use, and again once a failure is old enough."""
         with self._lock:
+            failed = self._failed_at
+            if (
+                self._repo is not None
+                and failed is not None
+                and time.monotonic() - failed >= self.reopen_after_s
+            ):
+                self._repo = None
+                self.reopened += 1
             if self._repo is None:
                 self._repo = self._factory()
+                self._failed_at = None
             return self._repo
 
+    def _failed(self) -> None:
+        with self._lock:
+            if self._failed_at is None:
+                self._failed_at = time.monotonic()
+
+    def _succeeded(self) -> None:
+        if self._failed_at is not None:
+            with self._lock:
+                self._failed_at = None
+
     def refs(self, service: str) -> dict[str, list[str]]:
-        """The service's feature references by view (reads the Feast registry)."""
-        return self.repo().feature_refs(service)
+        """The service's feature references by view (reads the Feast registry).
+
+        Raises:
+            Exception: Whatever the store raised; the store is reopened on a later call.
+        """
+        try:
+            return self.repo().feature_refs(service)
+        except Exception:
+            self._failed()
+            raise
 
     def read(
         self,
@@ -71,16 +111,20 @@ class OnlineReader:
         """
         future = self._pool.submit(lambda: self.repo().online_refs(refs, entity_rows))
         try:
-            return future.result(timeout=timeout_s or self.timeout_s), ""
+            rows = future.result(timeout=timeout_s or self.timeout_s)
         except FutureTimeout:
             future.cancel()
+            self._failed()
             log.warning(
                 "online store did not answer within %.0f ms", (timeout_s or self.timeout_s) * 1000
             )
             return None, "online_store_timeout"
         except Exception as exc:  # any store failure becomes a fallback, never a 5xx
+            self._failed()
             log.warning("online store read failed: %s", exc)
             return None, "online_store_error"
+        self._succeeded()
+        return rows, ""
 
     def close(self) -> None:
         """Stop the read threads (pending reads are dropped)."""

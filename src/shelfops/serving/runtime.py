@@ -50,8 +50,10 @@ def new_server(
 def attach_monitoring(server: ModelServer) -> None:
     """Log sampled predictions (``SHELFOPS_MONITOR_SAMPLE_RATE``) and meter CPU cost per prediction.
 
-    Every prediction counts toward the cost; only sampled ones are written to the prediction log
-    under the home (customer ids only, no other personal data). Closing the server flushes it.
+    Every real prediction counts toward the cost; only sampled ones are written to the prediction
+    log under the home (customer ids only, no other personal data). Synthetic traffic (the
+    ``X-ShelfOps-Synthetic`` header) reaches neither, and its CPU time is left out of the cost.
+    Closing the server flushes the log.
     """
     from shelfops.monitoring.cost import CostMeter
     from shelfops.monitoring.store import PredictionLogger
@@ -67,7 +69,12 @@ def attach_monitoring(server: ModelServer) -> None:
         meters[0].observe(1)
         logger.log(**prediction)
 
+    def exclude(cpu_seconds: float) -> None:
+        if meters:  # before the first real prediction nothing is being billed yet
+            meters[0].exclude(cpu_seconds)
+
     server.hooks.append(record)
+    server.synthetic_cpu.append(exclude)
     server.closers.append(logger.close)
 
 

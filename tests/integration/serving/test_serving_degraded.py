@@ -1,4 +1,5 @@
-"""Degraded mode against a real Redis online store that stalls, then dies: no request fails."""
+"""Degraded mode against a real Redis online store that stalls, dies and comes back: no request
+fails, and personalization returns without restarting the server."""
 
 from __future__ import annotations
 
@@ -32,10 +33,10 @@ def own_redis(tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         proc.wait(timeout=10)
 
 
-def test_store_stall_and_outage_fall_back_without_failing(
-    trained_home: Settings, own_redis: tuple[subprocess.Popen[bytes], str]
+def test_store_stall_outage_and_recovery(
+    trained_home: Settings, own_redis: tuple[subprocess.Popen[bytes], str], tmp_path
 ) -> None:
-    """Healthy: model answers. Stalled: popularity/baseline within the timeout. Dead: same."""
+    """Healthy: model. Stalled or dead: popularity/baseline in time. Back: personal again."""
     proc, url = own_redis
     settings = Settings(home=trained_home.root, profile="cluster", redis_url=url)
     FeatureRepo(settings).materialize()
@@ -79,6 +80,29 @@ def test_store_stall_and_outage_fall_back_without_failing(
         metrics = recs_http.get("/metrics").text
         assert 'shelfops_degraded_total{model="recs",reason="online_store_timeout"}' in metrics
         assert 'outcome="degraded"' in metrics
+
+        # The store comes back on the same address (empty: this Redis keeps nothing on disk),
+        # is materialized again, and the same server personalizes again.
+        (tmp_path / "back").mkdir()
+        back, _ = start_redis(tmp_path / "back", port=int(url.rpartition(":")[2]))
+        try:
+            FeatureRepo(settings).materialize()
+            deadline = time.monotonic() + 10 * recs.online.reopen_after_s + 5
+            body = {}
+            while time.monotonic() < deadline:
+                body = recs_http.post("/recommend", json={"customer_id": customer}).json()
+                if body["personalized"] and not body["degraded"]:
+                    break
+                time.sleep(0.2)
+            assert body["personalized"] and not body["degraded"], body
+            assert body["items"][0]["source"] == "personal"
+            assert recs.online.reopened >= 1
+            assert not demand_http.post("/forecast", json={"stock_codes": [code]}).json()[
+                "degraded"
+            ]
+        finally:
+            back.kill()
+            back.wait(timeout=10)
     finally:
         recs.close()
         demand.close()

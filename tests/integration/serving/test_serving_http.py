@@ -15,6 +15,7 @@ from tests.integration.serving.servers import load_server
 
 from shelfops.serving.app import create_app
 from shelfops.serving.demand import DemandServer
+from shelfops.serving.headers import SYNTHETIC
 from shelfops.serving.recs import RecsServer
 from shelfops.settings import ServingSettings, Settings
 
@@ -313,7 +314,7 @@ def test_demand_server_has_a_baseline_for_every_product_it_has_seen(
 def test_monitored_server_logs_predictions_and_records_feedback(
     trained_home: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With monitoring attached, predictions reach the log and /feedback reaches the store."""
+    """Real predictions reach the log and /feedback the store; synthetic traffic reaches neither."""
     from shelfops.monitoring.store import FeedbackStore, read_predictions
     from shelfops.serving.runtime import attach_monitoring
 
@@ -327,6 +328,19 @@ def test_monitored_server_logs_predictions_and_records_feedback(
             client.post("/recommend", json={"customer_id": customer, "k": 3}).json()["request_id"]
             for _ in range(3)
         ]
+        synthetic = [
+            client.post(
+                "/recommend", json={"customer_id": customer, "k": 3}, headers=SYNTHETIC
+            ).json()["request_id"]
+            for _ in range(2)
+        ]
+        v2 = {
+            "id": "synthetic-v2",
+            "inputs": [
+                {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [customer]}
+            ],
+        }
+        assert client.post("/v2/models/recs/infer", json=v2, headers=SYNTHETIC).status_code == 200
         bought = client.post("/recommend", json={"customer_id": customer, "k": 1}).json()["items"][
             0
         ]["stock_code"]
@@ -339,6 +353,10 @@ def test_monitored_server_logs_predictions_and_records_feedback(
         }
         ok = client.post("/feedback", json=[event])
         assert ok.status_code == 200 and ok.json() == {"recorded": 1}
+        gate = client.post(
+            "/feedback", json=[{**event, "request_id": synthetic[0]}], headers=SYNTHETIC
+        )
+        assert gate.status_code == 200 and gate.json() == {"recorded": 0}
         bad = client.post(
             "/feedback", json=[{"stock_code": "a", "week_start": "2026-11-18", "units": 3}]
         )
@@ -349,8 +367,10 @@ def test_monitored_server_logs_predictions_and_records_feedback(
     mine = logged[logged["request_id"].isin(ids)]
     assert len(mine) == 3 and set(mine["customer_id"]) == {customer}
     assert set(mine["model"]) == {"recs"}
+    # gate, load-test and benchmark traffic never reaches the log that drift/accuracy read
+    assert not set(logged["request_id"]) & {*synthetic, "synthetic-v2"}
     feedback = FeedbackStore(trained_home).read("recommendation")
-    assert ids[0] in set(feedback["request_id"])
+    assert ids[0] in set(feedback["request_id"]) and synthetic[0] not in set(feedback["request_id"])
 
 
 def test_a_server_bug_is_a_500_naming_the_request_id_not_a_4xx(

@@ -57,3 +57,13 @@ def test_real_cpu_clock_measures_work() -> None:
     meter = CostMeter("recs", MonitorSettings(price_per_cpu_hour_usd=1.0))
     sum(i * i for i in range(300_000))
     assert (meter.observe(10) or 0.0) > 0.0
+
+
+def test_cpu_spent_on_synthetic_traffic_is_not_billed() -> None:
+    """CPU excluded for gate/load-test requests leaves the cost per 1k of real ones unchanged."""
+    clock = FakeClock()
+    monitor = MonitorSettings(price_per_cpu_hour_usd=1.0, cost_budget_per_1k_usd=0.001)
+    meter = CostMeter("recs", monitor, cpu_clock=clock)
+    clock.t += 3.6 + 7.2  # 3.6 s for real predictions, 7.2 s for a load test
+    meter.exclude(7.2)
+    assert meter.observe(1000) == pytest.approx(0.001)
