@@ -19,7 +19,7 @@ from shelfops.cli import (
     rollout,
     serve,
 )
-from shelfops.cli.common import console
+from shelfops.cli.common import HOME_HELP, accept_home_everywhere, console
 from shelfops.cli.console import console_cmd
 from shelfops.settings import Settings
 
@@ -46,7 +46,7 @@ def main(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option(help="ShelfOps home folder (default: SHELFOPS_HOME or ./local_outputs)."),
+        typer.Option(help=HOME_HELP),
     ] = None,
 ) -> None:
     """Build the settings once for every command."""
@@ -98,6 +98,8 @@ def quickstart(
     console.print(f"  model store, bentos: {settings.bentoml_home}")
     console.print("  monitoring:          shelfops monitor check; shelfops monitor report")
 
+
+accept_home_everywhere(app)  # `shelfops privacy forget --home DIR` as well as `shelfops --home DIR`
 
 if __name__ == "__main__":
     app()

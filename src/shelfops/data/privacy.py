@@ -2,9 +2,12 @@
 
 ``forget_customer`` rewrites every parquet and CSV file under the ShelfOps home that has a
 customer id column (raw landing copies and generated exports, clean tables, quarantine, feature
-tables, prediction and feedback logs), deletes the customer's online-store records, and appends
-an audit record saying who asked, when, and how many rows were removed where. It never records
-the removed data itself.
+tables, prediction and feedback logs), removes the customer from every JSON file (the load-test
+sample, report data) and from the example sections of HTML reports, deletes the customer's
+online-store records, and appends an audit record saying who asked, when, and how many rows were
+removed where. It never records the removed data itself. The model store is left alone: models
+hold item statistics and weights, not customer records (retraining after a forget request is
+what removes a customer's influence on them).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -48,12 +53,84 @@ def _id_column(columns: list[str]) -> str | None:
     return None
 
 
-def _data_files(root: Path) -> Iterator[Path]:
-    for pattern in ("*.parquet", "*.csv"):
+def _data_files(root: Path, patterns: tuple[str, ...] = ("*.parquet", "*.csv")) -> Iterator[Path]:
+    for pattern in patterns:
         for path in sorted(root.rglob(pattern)):
             if "bentoml" in path.parts or path.name.startswith("."):
                 continue
             yield path
+
+
+def _without(value: Any, customer_id: str) -> tuple[Any, int]:
+    """A JSON value without the customer.
+
+    Removes list items equal to the id, keys equal to it, and records whose ``customer_id`` (any
+    spelling) is it.
+    """
+    if isinstance(value, list):
+        out, removed = [], 0
+        for item in value:
+            if str(item).strip() == customer_id and not isinstance(item, (dict, list)):
+                removed += 1
+                continue
+            if isinstance(item, dict) and any(
+                str(item.get(col, "")).strip() == customer_id for col in _ID_COLUMNS
+            ):
+                removed += 1
+                continue
+            kept, n = _without(item, customer_id)
+            out.append(kept)
+            removed += n
+        return out, removed
+    if isinstance(value, dict):
+        out_d, removed = {}, 0
+        for key, item in value.items():
+            if str(key) == customer_id:
+                removed += 1
+                continue
+            kept, n = _without(item, customer_id)
+            out_d[key] = kept
+            removed += n
+        return out_d, removed
+    return value, 0
+
+
+def _forget_in_json(path: Path, customer_id: str) -> int:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return 0
+    kept, removed = _without(doc, customer_id)
+    if removed:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(kept), encoding="utf-8")
+        tmp.replace(path)
+    return removed
+
+
+def _token(customer_id: str) -> re.Pattern[str]:
+    """The id as a whole token (not part of a longer id or number)."""
+    return re.compile(rf"(?<![\w.-]){re.escape(customer_id)}(?![\w-]|\.\d)")
+
+
+def _forget_in_text(path: Path, customer_id: str) -> int:
+    """Remove a customer from a text report or log.
+
+    HTML reports lose the customer's examples; any other mention of the id is redacted.
+    """
+    from shelfops.reports.html import forget_customer_in_report
+
+    removed = forget_customer_in_report(path, customer_id) if path.suffix == ".html" else 0
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return removed
+    redacted, n = _token(customer_id).subn("[forgotten customer]", text)
+    if n:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(redacted, encoding="utf-8")
+        tmp.replace(path)
+    return removed + n
 
 
 def _normalise(ids: pd.Series) -> pd.Series:
@@ -111,6 +188,16 @@ def forget_customer(
     removed: dict[str, int] = {}
     for path in _data_files(root):
         count = _forget_in_file(path, customer_id)
+        if count:
+            removed[str(path.relative_to(root))] = count
+    for path in _data_files(root, ("*.json",)):  # load-test sample, report data
+        count = _forget_in_json(path, customer_id)
+        if count:
+            removed[str(path.relative_to(root))] = count
+    for path in _data_files(root, ("*.html", "*.md", "*.txt", "*.log", "*.jsonl")):
+        if path == audit_log:
+            continue  # the audit log names who was forgotten, by design
+        count = _forget_in_text(path, customer_id)
         if count:
             removed[str(path.relative_to(root))] = count
     if online_delete is not None:

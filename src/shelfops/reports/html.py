@@ -8,6 +8,7 @@ purchase affinities that merchandising teams can read.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,7 @@ def write_report(
                 f" — <i>{html.escape(x.reason)}</i></li>"
                 for x in recs[cid]
             )
-            parts.append(f"<p><b>customer {html.escape(cid)}</b></p><ol>{items}</ol>")
+            parts.append(f"<p><b>customer {html.escape(cid)}</b></p><ol>{items}</ol>\n")
     if recs_model is not None:
         parts += [
             "<h3>Hidden gems</h3><p>Rarely bought, but most buyers come back for them.</p>",
@@ -296,3 +297,25 @@ def write_report(
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def forget_customer_in_report(path: Path, customer_id: str) -> int:
+    """Remove a customer's example recommendations from a report this module wrote.
+
+    Args:
+        path: An HTML report.
+        customer_id: The customer to remove.
+
+    Returns:
+        How many example blocks were removed.
+    """
+    text = path.read_text(encoding="utf-8")
+    block = re.compile(
+        rf"<p><b>customer {re.escape(html.escape(customer_id))}</b></p><ol>.*?</ol>\n?", re.S
+    )
+    kept, removed = block.subn("", text)
+    if removed:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(kept, encoding="utf-8")
+        tmp.replace(path)
+    return removed
