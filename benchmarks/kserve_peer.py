@@ -47,7 +47,7 @@ class RecsKServeModel(kserve.Model):  # type: ignore[misc]
     ) -> InferResponse:
         """V2 inference: the same function ShelfOps' own V2 route calls."""
         assert self.server is not None
-        response, _degraded = _v2_recs_infer(self.server, payload)
+        response, _degraded = _v2_recs_infer(self.server, payload, synthetic=True)
         return response
 
 
