@@ -1,4 +1,13 @@
-"""Benchmark: recommendation serving against its floor and its peer, with one Locust harness.
+"""Benchmark: serving budgets in process, per online read, and over HTTP against a stock peer.
+
+In process (``--only inprocess``; CPU time of the calling thread, median over many calls):
+
+* one recommendation through ``RecsServer.recommend_many`` (store read, Predictor, rules);
+* a batch of 64 customers, per customer; a 50-product forecast through ``DemandServer.forecast``;
+* one online-store read (consent and behaviour of one customer, the request's one round trip),
+  p99 of wall time, on the home's SQLite store and on a real redis-server started here.
+
+Over HTTP (``--only http``), the Locust harness below.
 
 Targets, each at 10 and 50 users who think about 1 s between requests, then 50 users who do not
 (capacity), all with the same Locust users (``benchmarks/locust_serving.py``):
@@ -74,6 +83,165 @@ def _locust(
     }
 
 
+def _cpu_ms(fn: Any, n: int) -> dict[str, float]:
+    """Median and p95 CPU milliseconds of ``fn(i)`` on this thread (after a short warm-up)."""
+    import time
+
+    for i in range(min(20, n)):
+        fn(i)
+    spent = []
+    for i in range(n):
+        t = time.thread_time()
+        fn(i)
+        spent.append((time.thread_time() - t) * 1000.0)
+    spent.sort()
+    return {
+        "median_ms": round(spent[len(spent) // 2], 3),
+        "p95_ms": round(spent[int(len(spent) * 0.95)], 3),
+        "calls": n,
+    }
+
+
+def _wall_ms(fn: Any, n: int) -> dict[str, float]:
+    """p50/p99 wall milliseconds of ``fn(i)``."""
+    import time
+
+    for i in range(min(20, n)):
+        fn(i)
+    spent = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        spent.append((time.perf_counter() - t) * 1000.0)
+    spent.sort()
+    return {
+        "p50_ms": round(spent[len(spent) // 2], 3),
+        "p99_ms": round(spent[int(len(spent) * 0.99)], 3),
+        "calls": n,
+    }
+
+
+def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    from shelfops.rollout.processes import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed: run `make test-deps`")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import time
+
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return proc, f"127.0.0.1:{port}"
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def inprocess(home: Path, calls: int) -> dict[str, Any]:
+    """The in-process budgets: CPU per recommendation, per batched customer, per forecast; reads.
+
+    Args:
+        home: A home with registered models and a materialized online store.
+        calls: Calls per measurement.
+
+    Returns:
+        Figures and their budgets.
+    """
+    import pandas as pd
+
+    from shelfops.features.store import FeatureRepo
+    from shelfops.registry import model_path, use_bentoml_home
+    from shelfops.serving.runtime import new_server
+    from shelfops.serving.schemas import ForecastRequest
+    from shelfops.settings import ServingSettings, Settings
+
+    settings = Settings(home=home)
+    use_bentoml_home(settings)
+    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
+    known = behaviour["customer_id"].astype(str).unique().tolist()
+    rng = __import__("random").Random(7)
+    picks = [rng.choice(known) for _ in range(max(calls, 64 * 20))]
+    out: dict[str, Any] = {}
+    recs = new_server("recs", settings, ServingSettings(online_timeout_ms=5000))
+    recs.load(model_path("shelfops_recs:latest"), "shelfops_recs:latest")
+    try:
+        out["catalogue_items"] = len(recs.items)
+        out["customers_with_history"] = len(known)
+        out["one_recommendation"] = _cpu_ms(
+            lambda i: recs.recommend_many([picks[i]], 10, synthetic=True), calls
+        )
+        batches = max(calls // 64, 10)
+        per_batch = _cpu_ms(
+            lambda i: recs.recommend_many(picks[i * 64 % len(picks) :][:64], 10, synthetic=True),
+            batches,
+        )
+        out["batch_of_64_per_customer"] = {
+            "median_ms": round(per_batch["median_ms"] / 64, 3),
+            "p95_ms": round(per_batch["p95_ms"] / 64, 3),
+            "calls": batches,
+        }
+        refs = recs._refs["customer"]
+        sqlite_repo = FeatureRepo(settings)
+        out["online_read_sqlite"] = _wall_ms(
+            lambda i: sqlite_repo.online_refs(refs, [{"customer_id": picks[i]}]), calls
+        )
+    finally:
+        recs.close()
+    demand = new_server("demand", settings, ServingSettings(online_timeout_ms=5000))
+    demand.load(model_path("shelfops_demand:latest"), "shelfops_demand:latest")
+    try:
+        codes = list(demand.last_seen)[:50]
+        out["forecast_50_products"] = _cpu_ms(
+            lambda i: demand.forecast(
+                ForecastRequest(stock_codes=codes, horizon=13), synthetic=True
+            ),
+            max(calls // 10, 30),
+        )
+    finally:
+        demand.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = _start_redis(Path(tmp))
+        try:
+            cluster = settings.model_copy(update={"profile": "cluster", "redis_url": url})
+            redis_repo = FeatureRepo(cluster)
+            redis_repo.materialize()
+            out["online_read_redis"] = _wall_ms(
+                lambda i: redis_repo.online_refs(refs, [{"customer_id": picks[i]}]), calls
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    budgets = {
+        "one_recommendation": ("median_ms", 1.0),
+        "batch_of_64_per_customer": ("median_ms", 0.2),
+        "forecast_50_products": ("median_ms", 5.0),
+        "online_read_sqlite": ("p99_ms", 2.0),
+        "online_read_redis": ("p99_ms", 2.0),
+    }
+    out["budgets"] = {
+        name: {
+            "figure": out[name][key],
+            "budget": limit,
+            "ratio": round(out[name][key] / limit, 2),
+            "met": out[name][key] <= limit,
+        }
+        for name, (key, limit) in budgets.items()
+    }
+    return out
+
+
 def _ensure_models(home: Path) -> None:
     latest = home / "bentoml" / "models" / "shelfops_recs" / "latest"
     if not latest.exists():
@@ -92,10 +260,30 @@ def main() -> int:
     ap.add_argument("--users", default="10,50", help="Comma-separated user counts.")
     ap.add_argument("--think", type=float, default=1.0, help="Mean think time per user (s).")
     ap.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here.")
+    ap.add_argument(
+        "--only",
+        choices=("all", "inprocess", "http"),
+        default="all",
+        help="Run only the in-process budgets or only the HTTP runs.",
+    )
+    ap.add_argument("--calls", type=int, default=2000, help="Calls per in-process measurement.")
     args = ap.parse_args()
     home = args.home.resolve()
     _ensure_models(home)
     sys.path.insert(0, str(ROOT / "src"))
+    figures: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "home": str(home),
+    }
+    if args.only in ("all", "inprocess"):
+        print("in-process budgets ...", flush=True)
+        figures["inprocess"] = inprocess(home, args.calls)
+    if args.only == "inprocess":
+        text = json.dumps(figures, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return 0
     from shelfops.rollout.processes import free_port
     from shelfops.serving.package import project_root, serve_command, wait_ready
     from shelfops.settings import Settings
@@ -188,8 +376,7 @@ def main() -> int:
             ),
             "shelfops_p50_minus_floor_ms": round(ours_v2["p50_ms"] - floor["p50_ms"], 1),
         }
-    figures = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    figures |= {
         "pinning": "servers on CPU 0, Locust on CPU 1" if _pin(0) else "none (no taskset)",
         "seconds_per_run": args.seconds,
         "results": results,

@@ -97,6 +97,7 @@ def evaluate_models(
     recs: Input[Model],
     demand_margin: float,
     recs_margin: float,
+    accept_served_gap: bool,
     metrics: Output[Metrics],
     gate_report: Output[Markdown],
     gates: Output[Artifact],
@@ -111,6 +112,7 @@ def evaluate_models(
         {"demand": Path(demand.path), "recs": Path(recs.path)},
         {"demand": demand_margin, "recs": recs_margin},
         Path(gates.path),
+        accept_served_gap=accept_served_gap,
     )
     for name, value in out["metrics"].items():
         metrics.log_metric(name, value)

@@ -65,6 +65,7 @@ def training_pipeline(
     horizon_weeks: int = 13,
     demand_margin: float = 0.05,
     recs_margin: float = 0.05,
+    accept_served_gap: bool = False,
     deploy_canary: bool = False,
     home_claim: str = DEFAULT_HOME_CLAIM,
     cluster_env: str = DEFAULT_CLUSTER_ENV,
@@ -81,6 +82,8 @@ def training_pipeline(
         horizon_weeks: Demand forecast horizon in weeks.
         demand_margin: Required WRMSSE reduction over the best demand baseline.
         recs_margin: Required Recall@10 gain over the best recommendation baseline.
+        accept_served_gap: Register the recommender even when its served Recall@10 is more than
+            5% below offline (recorded in the registry metadata).
         deploy_canary: Canary-deploy the new Bentos through the rollout engine.
         home_claim: PersistentVolumeClaim every step mounts as its ShelfOps home (cluster runs).
         cluster_env: ConfigMap (rendered by the Helm chart) holding the cluster settings.
@@ -111,6 +114,7 @@ def training_pipeline(
             recs=recs.outputs["model"],
             demand_margin=demand_margin,
             recs_margin=recs_margin,
+            accept_served_gap=accept_served_gap,
         )
         on_shared_home(evaluate, home_claim, cluster_env)
         with dsl.If(evaluate.outputs["passed"] == True, name="model-gate-passed"):  # noqa: E712

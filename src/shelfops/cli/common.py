@@ -21,6 +21,16 @@ err_console = Console(stderr=True)
 
 HOME_HELP = "ShelfOps home folder (default: SHELFOPS_HOME or ./local_outputs)."
 
+AcceptServedGap = Annotated[
+    bool,
+    typer.Option(
+        "--accept-served-gap",
+        help="Register the recommender even when its served Recall@10 (through the server, "
+        "rules and top-up) is more than 5% below its offline Recall@10; the acceptance is "
+        "recorded in the registry metadata.",
+    ),
+]
+
 
 def _with_home(callback: Callable[..., Any]) -> Callable[..., Any]:
     """The command with a ``--home`` option that replaces the settings built by the root."""

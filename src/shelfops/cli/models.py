@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shelfops.cli.common import console, fail, progress, settings_from
+from shelfops.cli.common import AcceptServedGap, console, fail, progress, settings_from
 from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS, format_metric
 
 
@@ -96,7 +96,40 @@ def print_backtest(result: dict[str, Any]) -> None:
         console.print(f"demand fallback (baseline beat the model on validation): {said}")
     else:
         console.print("demand fallback: none (the model beat the baselines in every segment)")
+    if r.get("served"):
+        print_served(r["served"])
     console.print(f"wall time {result['wall_time_s']:.1f} s; report: {result.get('report')}")
+
+
+def print_served(served: dict[str, Any]) -> None:
+    """Print served against offline metrics and what each merchandising rule removed.
+
+    Args:
+        served: :meth:`shelfops.evaluation.served.ServedEvaluation.to_dict`.
+    """
+    table = Table(
+        title=f"Served path vs offline model, cutoff {served['cutoff']}: "
+        f"{served['customers']:,} customers, {served['personalized']:,} personalized, "
+        f"{served['with_personal_items']:,} with personal items"
+    )
+    table.add_column("metric")
+    table.add_column("offline model", justify="right")
+    table.add_column("served", justify="right")
+    table.add_column("served vs offline", justify="right")
+    for metric in ("recall@10", "ndcg@10", "hr@10"):
+        off, srv = served["offline"].get(metric), served["served"].get(metric)
+        rel = (srv - off) / off if off else 0.0
+        table.add_row(metric, format_metric(off), format_metric(srv), f"{rel:+.1%}")
+    console.print(table)
+    rules = Table(title="Merchandising rules on personal candidates")
+    rules.add_column("rule")
+    rules.add_column("candidates removed", justify="right")
+    rules.add_column("personal lists emptied", justify="right")
+    for rule, impact in served["rules"].items():
+        rules.add_row(rule, f"{impact['removed']:,}", f"{impact['emptied']:,}")
+    if not served["rules"]:
+        rules.add_row("(none removed anything)", "0", "0")
+    console.print(rules)
 
 
 _ORIGINS_HELP = "Number of rolling origins (at least 1; 3 or more for a real judgement)."
@@ -165,6 +198,15 @@ def backtest(
             help="Optional products file (categories, discontinue dates).",
         ),
     ] = None,
+    served: Annotated[
+        bool,
+        typer.Option(
+            "--served",
+            help="Also replay every customer evaluated at the latest origin through the "
+            "recommendation server as of that day (online store, consent, catalogue, rules, "
+            "top-up) and report served Recall/NDCG/HR@10 beside the offline figures.",
+        ),
+    ] = False,
 ) -> None:
     """Backtest both models against every baseline at rolling origins on a file or data set."""
     settings = settings_from(ctx)
@@ -187,6 +229,7 @@ def backtest(
                 dataset=dataset,
                 plan=OriginPlan(origins, origin_step_weeks),
                 households=households,
+                served=served,
             ),
         )
     except ValueError as exc:
@@ -240,6 +283,7 @@ def train(
             "(0.02 = 2%).",
         ),
     ] = 0.02,
+    accept_served_gap: AcceptServedGap = False,
 ) -> None:
     """Train on the ingested data, gate on rolling validation origins, register the winners."""
     settings = settings_from(ctx)
@@ -265,6 +309,7 @@ def train(
             progress=say,
             plan=OriginPlan(origins, origin_step_weeks),
             tolerance=tolerance,
+            accept_served_gap=accept_served_gap,
         ),
     )
     rejected = False
@@ -273,6 +318,8 @@ def train(
             entry = result[name]
             colour = "green" if entry["gate"]["passed"] else "red"
             console.print(f"[{colour}]{name}: {entry['message']}[/{colour}]")
+            if entry.get("served"):
+                print_served(entry["served"])
             if entry["tag"]:
                 console.print(f"  registered {entry['tag']}")
             else:

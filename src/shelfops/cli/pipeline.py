@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shelfops.cli.common import console, fail, progress, settings_from
+from shelfops.cli.common import AcceptServedGap, console, fail, progress, settings_from
 
 app = typer.Typer(help="The Kubeflow training pipeline: run locally, compile, submit.")
 
@@ -197,6 +197,7 @@ def run_cmd(
     demand_margin: DemandMargin = 0.05,
     recs_margin: RecsMargin = 0.05,
     deploy_canary: DeployCanary = False,
+    accept_served_gap: AcceptServedGap = False,
     json_out: Annotated[
         Path | None,
         typer.Option("--json", dir_okay=False, help="Write the run summary JSON to this file."),
@@ -217,6 +218,7 @@ def run_cmd(
         demand_margin,
         recs_margin,
         deploy_canary,
+        accept_served_gap=accept_served_gap,
         as_of=as_of,
         customers=customers,
         products=products,
@@ -289,6 +291,7 @@ def submit_cmd(
     demand_margin: DemandMargin = 0.05,
     recs_margin: RecsMargin = 0.05,
     deploy_canary: DeployCanary = False,
+    accept_served_gap: AcceptServedGap = False,
     pipeline_home: Annotated[
         str,
         typer.Option(
@@ -310,6 +313,7 @@ def submit_cmd(
         demand_margin,
         recs_margin,
         deploy_canary,
+        accept_served_gap=accept_served_gap,
         home=pipeline_home,
     )
     if schedule is not None:

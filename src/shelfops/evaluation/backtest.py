@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from shelfops.evaluation.rolling import (
 )
 from shelfops.models.baselines import DEMAND_BASELINES
 from shelfops.models.demand import DemandConfig
-from shelfops.models.recs import RecsConfig
+from shelfops.models.recs import RecsConfig, purchase_lines
 from shelfops.settings import Settings
 from shelfops.training.context import (
     WEEK,
@@ -112,6 +113,7 @@ def run_backtest(
     dataset: str | None = None,
     plan: OriginPlan | None = None,
     households: int | None = None,
+    served: bool = False,
 ) -> dict[str, Any]:
     """Run the whole rolling-origin backtest and return the JSON-able result.
 
@@ -136,6 +138,9 @@ def run_backtest(
         dataset: A public data set instead of a file (``completejourney``).
         plan: Origins (default: 3, four weeks apart).
         households: With a data set, only its first N households.
+        served: Also replay the customers of the latest origin through the recommendation server
+            with the state as of that origin (:mod:`shelfops.evaluation.served`) and report
+            served metrics beside the model's offline ones there.
 
     Returns:
         ``{"cutoff", "origins", "demand": {...}, "recommendations": {...}, "wall_time_s", ...}``.
@@ -232,6 +237,23 @@ def run_backtest(
         "wall_time_s": time.perf_counter() - started,
         "home": str(bt.root),
     }
+    if served:
+        from shelfops.evaluation.served import evaluate_served
+
+        t0 = time.perf_counter()
+        replay = evaluate_served(
+            ctx,
+            replace(rmodel, stats=sl.stats),
+            sl,
+            purchase_lines(ctx.transactions),
+            bt,
+            offline=rper[str(origins[-1].date())]["model"],
+            workdir=bt.root,
+            progress=say,
+        )
+        result["recommendations"]["served"] = replay.to_dict()
+        result["timings_s"]["recs_served_s"] = time.perf_counter() - t0
+        result["wall_time_s"] = time.perf_counter() - started
     result = clean_json(result)
     if report:
         from shelfops.reports.html import write_report

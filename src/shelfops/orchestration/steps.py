@@ -224,20 +224,29 @@ def _trained(model_dir: Path) -> dict[str, Any] | None:
 
 
 def evaluate_step(
-    models: dict[str, Path], margins: dict[str, float], gates_out: Path
+    models: dict[str, Path],
+    margins: dict[str, float],
+    gates_out: Path,
+    accept_served_gap: bool = False,
 ) -> dict[str, Any]:
     """Gate every trained model against its best baseline on its validation origins.
+
+    The recommender's gate also holds the served-path condition
+    (:func:`shelfops.evaluation.served.gate_checks`) when its train step replayed it.
 
     Args:
         models: ``{task: model artifact folder}``.
         margins: ``{task: required relative improvement}``.
         gates_out: File the gate results are written to (read by the register step).
+        accept_served_gap: Accept a served Recall@10 more than 5% below offline (recorded in
+            the gate results and from there in the registry metadata).
 
     Returns:
         ``passed`` (every trained model passed), ``reason``, ``metrics`` (flat, numeric),
         ``summary`` (the gated figures), ``report`` (markdown) and ``compute_s``.
     """
     from shelfops.evaluation.rolling import mean_metrics
+    from shelfops.evaluation.served import gate_checks
     from shelfops.training.gate import GATED_METRIC, gate_task
 
     t0 = time.perf_counter()
@@ -250,8 +259,11 @@ def evaluate_step(
         record = _trained(folder)
         if record is None:
             continue
-        gate = gate_task(task, record["validation"], margins[task])
+        checks = gate_checks(record["extra"], accepted=accept_served_gap)
+        gate = gate_task(task, record["validation"], margins[task], checks=checks)
         gates[task] = {**gate.to_dict(), "message": gate.message()}
+        if checks:
+            gates[task]["served_gap_accepted"] = accept_served_gap
         metric = GATED_METRIC[task][0]
         for name, values in mean_metrics(record["validation"]).items():
             value = values.get(metric)
@@ -323,9 +335,10 @@ def register_step(home: str, models: dict[str, Path], gates_file: Path) -> dict[
             gate = gates.get(task)
             if not gate or not gate["passed"]:
                 raise StepError(f"{task} did not pass its gate; refusing to register it")
-            trained = TrainedTask(
-                task, None, record["validation"], record["extra"], record["seconds"]
-            )
+            extra = dict(record["extra"])
+            if "served_gap_accepted" in gate:
+                extra["served_gap_accepted"] = gate["served_gap_accepted"]
+            trained = TrainedTask(task, None, record["validation"], extra, record["seconds"])
             meta = registry_metadata(trained, gate, record["data_window"], settings)
             tags[task] = register_task(task, _ModelFolder(folder / "model"), meta)
     except Exception:

@@ -43,6 +43,32 @@ def _metrics_table(task: dict[str, Any], keys: Sequence[str]) -> str:
     return f"<table><tr><th>forecaster</th>{head}</tr>{body}</table>"
 
 
+def _served_table(served: dict[str, Any]) -> str:
+    """Served against offline metrics and what each merchandising rule removed."""
+    metrics = "".join(
+        f"<tr><td><b>{k}</b></td><td>{_fmt(served['offline'].get(k))}</td>"
+        f"<td>{_fmt(served['served'].get(k))}</td></tr>"
+        for k in ("recall@10", "ndcg@10", "hr@10")
+    )
+    rules = (
+        "".join(
+            f"<tr><td>{html.escape(rule)}</td><td>{v['removed']:,}</td><td>{v['emptied']:,}</td></tr>"
+            for rule, v in served.get("rules", {}).items()
+        )
+        or "<tr><td>(none removed anything)</td><td>0</td><td>0</td></tr>"
+    )
+    return (
+        f"<h3>Served path (cutoff {html.escape(str(served['cutoff']))})</h3>"
+        f"<p>Every evaluated customer replayed through the recommendation server as of the cutoff "
+        f"(online store, consent, catalogue, rules, top-up): {served['customers']:,} customers, "
+        f"{served['personalized']:,} personalized, {served['with_personal_items']:,} with "
+        f"personal items; served Recall@10 is {served['recall_gap']:+.1%} below offline.</p>"
+        f"<table><tr><th>metric</th><th>offline model</th><th>served</th></tr>{metrics}</table>"
+        f"<table><tr><th>rule</th><th>personal candidates removed</th>"
+        f"<th>personal lists emptied</th></tr>{rules}</table>"
+    )
+
+
 def _bar(task: dict[str, Any], key: str, title: str, path: Path) -> None:
     plt = _plt()
     names = ["model", *task["baselines"]]
@@ -265,6 +291,8 @@ def write_report(
             _metrics_table(r, RECS_METRICS),
             '<img src="recs_recall.png">',
         ]
+        if r.get("served"):
+            parts.append(_served_table(r["served"]))
     if recs:
         parts.append("<h3>Example recommendations with reasons</h3>")
         for cid in sorted(recs)[:examples]:

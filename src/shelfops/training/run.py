@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -17,6 +18,7 @@ from shelfops.evaluation.rolling import (
 )
 from shelfops.models.demand import DemandConfig
 from shelfops.models.recs import RecsConfig, RecsModel, purchase_lines
+from shelfops.evaluation.served import gate_checks
 from shelfops.settings import Settings
 from shelfops.training.context import (
     WEEK,
@@ -54,6 +56,7 @@ def train_task(
     horizon_weeks: int,
     say: Progress,
     plan: OriginPlan | None = None,
+    served: bool = True,
 ) -> TrainedTask:
     """Train one model before the earliest validation origin and score it at every origin.
 
@@ -69,6 +72,9 @@ def train_task(
         horizon_weeks: Demand horizon.
         say: Progress messages.
         plan: Validation origins (default: 3, four weeks apart).
+        served: Replay the recommender's customers of the latest origin through the
+            recommendation server (:mod:`shelfops.evaluation.served`, extra ``served``); the
+            gate then checks served against offline Recall@10 there.
 
     Returns:
         The trained model, its validation metrics per origin and registry extras.
@@ -96,8 +102,21 @@ def train_task(
     if task == "recs":
         rmodel, rinfo = train_recs(ctx, first, RecsConfig(seed=settings.seed), say)
         say(f"recs: scoring {len(origins)} validation origins")
-        per, _, _ = recs_at_origins(ctx, rmodel, origins, ctx.data_end)
+        per, _, sl = recs_at_origins(ctx, rmodel, origins, ctx.data_end)
         lines = purchase_lines(ctx.transactions)
+        if served:
+            from shelfops.evaluation.served import evaluate_served
+
+            extra["served"] = evaluate_served(
+                ctx,
+                replace(rmodel, stats=sl.stats),
+                sl,
+                lines,
+                settings,
+                offline=per[str(origins[-1].date())]["model"],
+                workdir=settings.root,
+                progress=say,
+            ).to_dict()
         rmodel = model_as_of(rmodel, lines[lines["invoice_date"] < ctx.data_end], ctx, ctx.data_end)
         extra |= {
             "early_stopping_cutoff": rinfo["validation_cutoff"],
@@ -117,6 +136,7 @@ def run_training(
     register: bool = True,
     plan: OriginPlan | None = None,
     tolerance: float = 0.02,
+    accept_served_gap: bool = False,
 ) -> dict[str, Any]:
     """Train on all ingested data, gate each model on rolling validation origins, register winners.
 
@@ -136,6 +156,8 @@ def run_training(
         register: Save accepted models into the BentoML store (BENTOML_HOME must be set).
         plan: Validation origins (default: 3, four weeks apart).
         tolerance: Largest shortfall against the best baseline allowed on any origin.
+        accept_served_gap: Register a recommender even when its served Recall@10 is more than
+            5% below its offline Recall@10 (the acceptance is recorded in registry metadata).
 
     Returns:
         ``{task: {"gate", "tag", "validation", ...}}`` plus ``report``.
@@ -156,7 +178,10 @@ def run_training(
             continue
         trained = train_task(ctx, settings, task, horizon_weeks, say, plan)
         validation = trained.validation
-        gate = gate_task(task, validation, margins[task], tolerance)
+        checks = gate_checks(trained.extra, accepted=accept_served_gap)
+        if checks:
+            trained.extra["served_gap_accepted"] = accept_served_gap
+        gate = gate_task(task, validation, margins[task], tolerance, checks)
         means = mean_metrics(validation)
         entry: dict[str, Any] = {
             "gate": gate.to_dict(),
@@ -164,6 +189,7 @@ def run_training(
             "validation": validation,
             "tag": None,
             "seconds": trained.seconds,
+            **({"served": trained.extra["served"]} if "served" in trained.extra else {}),
         }
         if gate.passed and register:
             meta = registry_metadata(trained, gate.to_dict(), window, settings)
@@ -173,6 +199,7 @@ def run_training(
             "model": means["model"],
             "baselines": {k: v for k, v in means.items() if k != "model"},
             "per_origin": validation,
+            **({"served": trained.extra["served"]} if "served" in trained.extra else {}),
         }
         if task == "recs":
             recs_model = trained.model

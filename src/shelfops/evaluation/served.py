@@ -1,0 +1,304 @@
+"""Served-path evaluation: what customers actually get, not only what the model ranks.
+
+The offline evaluation scores the model's raw ranking. Customers see the *served* list: consent,
+the online store, the merchandising rules on the catalogue snapshot and the popularity top-up
+all stand between the two. :func:`evaluate_served` replays every evaluated customer through the
+real :class:`~shelfops.serving.recs.RecsServer` code with the state as of the cutoff:
+
+* a ShelfOps home whose feature tables are built from the data before the cutoff (behaviour,
+  consent, the catalogue snapshot: prices, clearance and promotions as of the last week before
+  it, discontinued items as of it), applied to Feast and materialized into its own online store;
+* the model as scored at the cutoff, loaded by the server from a saved folder like any model;
+* the configured merchandising rules (or the ones given), the server's top-up and the cutoff as
+  the scoring clock.
+
+It reports served Recall@10, NDCG@10 and HR@10 with the same metric code as the offline
+evaluation, and per rule how many personal candidates it removed and for how many customers the
+personal list ended empty with that rule among the removers. :func:`served_gate_check` turns the
+gap into a condition of the model gate.
+
+Known limits of the replay: inventory on hand and the count of clearance markdowns come from the
+products table as it is now (the products table keeps no history); prices and promotions are
+those of the week before the cutoff.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shelfops.evaluation.metrics import recs_metrics
+from shelfops.models.recs import RecsModel, TrainingSlice
+from shelfops.serving.rules import MerchRules
+from shelfops.settings import ServingSettings, Settings
+from shelfops.training.context import Context, Progress
+from shelfops.training.gate import GateCheck
+
+MAX_SERVED_GAP = 0.05
+"""Largest relative shortfall of served Recall@10 against offline Recall@10 the gate accepts."""
+
+_BATCH = 256
+
+
+@dataclass
+class RuleImpact:
+    """What one rule did over the evaluated customers."""
+
+    removed: int = 0
+    """Personal candidates it removed."""
+    emptied: int = 0
+    """Customers whose personal list ended empty while this rule removed some of it."""
+
+
+@dataclass
+class ServedEvaluation:
+    """Served metrics beside offline ones, and what each rule did."""
+
+    cutoff: str
+    served: dict[str, Any]
+    offline: dict[str, Any]
+    customers: int
+    personalized: int
+    with_personal_items: int
+    rules: dict[str, RuleImpact] = field(default_factory=dict)
+    degraded: int = 0
+    catalogue: dict[str, int] = field(default_factory=dict)
+    """Items in the catalogue snapshot, and how many were on clearance or on promotion."""
+
+    def gap(self, metric: str = "recall@10") -> float:
+        """Relative shortfall of the served metric against offline (0.1 = served 10% lower)."""
+        off = float(self.offline.get(metric) or 0.0)
+        return 0.0 if off == 0 else (off - float(self.served.get(metric) or 0.0)) / off
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able copy."""
+        return {
+            "cutoff": self.cutoff,
+            "served": self.served,
+            "offline": self.offline,
+            "recall_gap": self.gap(),
+            "customers": self.customers,
+            "personalized": self.personalized,
+            "with_personal_items": self.with_personal_items,
+            "degraded": self.degraded,
+            "catalogue": self.catalogue,
+            "rules": {k: v.__dict__ for k, v in sorted(self.rules.items())},
+        }
+
+
+def _history(lines: pd.DataFrame, cutoff: pd.Timestamp, customers: set[str]) -> dict[str, set[str]]:
+    past = lines[(lines["invoice_date"] < cutoff) & lines["customer_id"].isin(customers)]
+    return {str(c): set(g.astype(str)) for c, g in past.groupby("customer_id")["stock_code"]}
+
+
+def state_home(ctx: Context, cutoff: pd.Timestamp, root: Path, base: Settings) -> Settings:
+    """A ShelfOps home holding the serving state as of ``cutoff`` (features, online store).
+
+    Args:
+        ctx: Data context with the clean tables.
+        cutoff: Nothing on or after it is used.
+        root: Folder of the new home.
+        base: Settings to copy (consent policy, seed); the profile is always local here.
+
+    Returns:
+        Settings of the new home, its online store materialized.
+    """
+    from shelfops.features.build import build_feature_tables
+    from shelfops.features.store import FeatureRepo
+
+    home = base.model_copy(update={"home": root, "profile": "local", "redis_url": None})
+    tx = ctx.transactions[pd.to_datetime(ctx.transactions["invoice_date"]) < cutoff]
+    clean = {"transactions": tx, "customers": ctx.customers, "products": ctx.products}
+    build_feature_tables(clean, home.features_dir)
+    repo = FeatureRepo(home)
+    repo.apply()
+    end = pd.Timestamp(cutoff)
+    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    repo.materialize(end=end.to_pydatetime())
+    return home
+
+
+def evaluate_served(
+    ctx: Context,
+    model: RecsModel,
+    sl: TrainingSlice,
+    lines: pd.DataFrame,
+    settings: Settings,
+    *,
+    offline: dict[str, Any],
+    serving: ServingSettings | None = None,
+    rules: MerchRules | None = None,
+    k: int = 10,
+    workdir: Path | None = None,
+    progress: Progress | None = None,
+) -> ServedEvaluation:
+    """Replay the slice's customers through the recommendation server as of its cutoff.
+
+    Args:
+        ctx: Data context (clean tables).
+        model: The model as scored offline at ``sl.cutoff``.
+        sl: The evaluation slice (cutoff, evaluated customers and their first baskets).
+        lines: Purchase lines (for the repeat/new split of the metrics).
+        settings: Settings of the run (consent policy, seed).
+        offline: The model's offline metrics on the same slice.
+        serving: Server settings (default: ``SHELFOPS_SERVING_*``, so the configured rules).
+        rules: Rules to replay instead of the configured ones (e.g. a preview of an edit).
+        k: List length.
+        workdir: Where the replay home goes (default: a temporary folder, removed after).
+        progress: Progress messages.
+
+    Returns:
+        Served and offline metrics, counts and per-rule impact.
+    """
+    say = progress or (lambda _m: None)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        root = Path(tmp)
+        say(f"served replay: materializing the state as of {sl.cutoff.date()}")
+        home = state_home(ctx, sl.cutoff, root / "home", settings)
+        model_dir = root / "model"
+        model.save(model_dir)
+        return replay(home, model_dir, sl, lines, offline, serving, rules, k, say)
+
+
+def replay(
+    home: Settings,
+    model_dir: Path,
+    sl: TrainingSlice,
+    lines: pd.DataFrame,
+    offline: dict[str, Any],
+    serving: ServingSettings | None,
+    rules: MerchRules | None,
+    k: int = 10,
+    say: Progress | None = None,
+) -> ServedEvaluation:
+    """Replay a slice's customers through a server on a prepared state home (:func:`state_home`).
+
+    :func:`evaluate_served` prepares the home and the model folder and calls this; callers that
+    compare several rule sets on one state (a rule preview) call it once per rule set.
+
+    Args:
+        home: Settings of the state home.
+        model_dir: The model folder the server loads.
+        sl: The evaluation slice.
+        lines: Purchase lines (repeat/new split).
+        offline: The model's offline metrics on the slice.
+        serving: Server settings (default: ``SHELFOPS_SERVING_*``).
+        rules: Rules to replay instead of the configured ones.
+        k: List length.
+        say: Progress messages.
+
+    Returns:
+        The served evaluation.
+    """
+    import torch
+
+    say = say or (lambda _m: None)
+    from shelfops.serving.recs import RecsServer
+
+    threads = torch.get_num_threads()  # the server pins one thread; the caller gets its own back
+    base = serving or ServingSettings()
+    # A replay is not under a request deadline: big batches must not fall back on a timeout.
+    cfg = base.model_copy(update={"online_timeout_ms": 120_000.0, "max_k": max(base.max_k, k)})
+    server = RecsServer(home, cfg)
+    cutoff = pd.Timestamp(sl.cutoff)
+    try:
+        server.load(model_dir, f"replay:{cutoff.date()}")
+        if rules is not None:
+            server.rules = rules
+        server.clock = lambda: cutoff
+        snapshot = server.catalog.values()
+        catalogue = {
+            "items": len(snapshot),
+            "on_clearance": sum(e.on_clearance for e in snapshot),
+            "on_promotion": sum(e.on_promotion for e in snapshot),
+        }
+        customers = sorted(sl.targets)
+        say(f"served replay: {len(customers):,} customers through the recommendation server")
+        served: dict[str, list[str]] = {}
+        impact: dict[str, RuleImpact] = {}
+        personalized = with_personal = degraded = 0
+        for s in range(0, len(customers), _BATCH):
+            part = customers[s : s + _BATCH]
+            for resp in server.recommend_many(part, k, explain=True, synthetic=True):
+                served[resp.customer_id] = [i.stock_code for i in resp.items]
+                degraded += int(resp.degraded)
+                removed = Counter(r.rule for r in resp.removed or [] if r.source == "personal")
+                for rule, n in removed.items():
+                    impact.setdefault(rule, RuleImpact()).removed += n
+                if not resp.personalized:
+                    continue
+                personalized += 1
+                if any(i.source == "personal" for i in resp.items):
+                    with_personal += 1
+                else:
+                    for rule in removed or {"(no candidates)": 0}:
+                        impact.setdefault(rule, RuleImpact()).emptied += 1
+    finally:
+        server.close()
+        torch.set_num_threads(threads)
+    history = _history(lines, cutoff, set(customers))
+    size = int(server.predictor.model.stats.recommendable.sum())
+    metrics = recs_metrics(served, sl.targets, history, size, k)
+    return ServedEvaluation(
+        cutoff=str(cutoff.date()),
+        served=metrics,
+        offline=offline,
+        customers=len(customers),
+        personalized=personalized,
+        with_personal_items=with_personal,
+        rules=impact,
+        degraded=degraded,
+        catalogue=catalogue,
+    )
+
+
+def served_gate_check(
+    served: dict[str, Any], max_gap: float = MAX_SERVED_GAP, accepted: bool = False
+) -> GateCheck:
+    """The gate condition: served Recall@10 at most ``max_gap`` below the model's offline figure.
+
+    Args:
+        served: :meth:`ServedEvaluation.to_dict` (as kept in the training record).
+        max_gap: Largest relative shortfall (0.05 = 5%).
+        accepted: The operator explicitly accepts a larger gap (recorded in registry metadata).
+
+    Returns:
+        The check (passed when within the gap, or accepted).
+    """
+    gap = float(served["recall_gap"])
+    srv, off = served["served"].get("recall@10"), served["offline"].get("recall@10")
+    detail = (
+        f"served Recall@10 {srv:.4f} is {gap:+.1%} below offline {off:.4f} under the "
+        f"configured rules (limit {max_gap:.0%})"
+    )
+    if gap <= max_gap:
+        return GateCheck("served_recall", True, detail)
+    if accepted:
+        return GateCheck("served_recall", True, detail + "; accepted by the operator")
+    rules = served.get("rules", {})
+    worst = max(rules.items(), key=lambda kv: kv[1]["removed"], default=None)
+    hint = f"; {worst[0]} removed {worst[1]['removed']:,} personal candidates" if worst else ""
+    return GateCheck(
+        "served_recall",
+        False,
+        detail + hint + ": loosen the rules or pass --accept-served-gap to register anyway",
+    )
+
+
+def gate_checks(extra: dict[str, Any], accepted: bool = False) -> list[GateCheck]:
+    """The served-path conditions of a trained model's gate (none when it was not replayed).
+
+    Args:
+        extra: The trained task's registry extras (``served`` when replayed).
+        accepted: The operator's explicit acceptance of a larger gap.
+
+    Returns:
+        The checks to pass to the gate.
+    """
+    served = extra.get("served")
+    return [served_gate_check(served, accepted=accepted)] if served else []
