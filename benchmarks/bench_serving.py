@@ -376,6 +376,27 @@ def main() -> int:
             ),
             "shelfops_p50_minus_floor_ms": round(ours_v2["p50_ms"] - floor["p50_ms"], 1),
         }
+    at50 = ratios.get(f"{top}_users", {})
+    ours_top = results[f"shelfops_v2@{top}"]
+    ratios["budgets"] = {
+        "p50_minus_floor_ms": {
+            "figure": at50.get("shelfops_p50_minus_floor_ms"),
+            "budget": 2.0,
+            "met": (at50.get("shelfops_p50_minus_floor_ms") or 1e9) <= 2.0,
+        },
+        "capacity_over_kserve": {
+            "figure": ratios["saturated"]["shelfops_rps_over_kserve_rps"],
+            "budget": 1.5,
+            "met": ratios["saturated"]["shelfops_rps_over_kserve_rps"] >= 1.5
+            and ratios["saturated"]["shelfops_p95_over_kserve_p95"] <= 1.0,
+        },
+        f"p95_at_{top}_users_ms": {
+            "figure": ours_top["p95_ms"],
+            "budget": 25.0,
+            "ratio": round(ours_top["p95_ms"] / 25.0, 2),
+            "met": ours_top["p95_ms"] <= 25.0,
+        },
+    }
     figures |= {
         "pinning": "servers on CPU 0, Locust on CPU 1" if _pin(0) else "none (no taskset)",
         "seconds_per_run": args.seconds,
