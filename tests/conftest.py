@@ -73,6 +73,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, small_exports) -> Set
             "-1",
             "--recs-margin",
             "-1",
+            "--accept-served-gap",
         ],
         env={**os.environ, "SHELFOPS_HOME": str(settings.root)},
         capture_output=True,

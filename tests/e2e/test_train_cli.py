@@ -36,7 +36,8 @@ def _shelfops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_train_gates_registers_and_predictors_load(tmp_path: Path, small_exports) -> None:
-    """An impossible margin rejects and registers nothing; a met margin registers both models."""
+    """An impossible margin rejects and registers nothing; a met margin registers both models
+    with the served-path figures and the operator's served-gap decision in their metadata."""
     settings, _ = make_home(tmp_path, small_exports)
     for step in (("features", "apply"), ("features", "materialize")):
         assert _shelfops(settings.root, *step).returncode == 0
@@ -45,7 +46,15 @@ def test_train_gates_registers_and_predictors_load(tmp_path: Path, small_exports
     assert "rejected" in rejected.stdout and "not registered" in rejected.stdout
     assert not (settings.bentoml_home / "models" / "shelfops_recs").exists()
 
-    accepted = _shelfops(settings.root, "train", "--demand-margin", "-1", "--recs-margin", "-1")
+    accepted = _shelfops(
+        settings.root,
+        "train",
+        "--demand-margin",
+        "-1",
+        "--recs-margin",
+        "-1",
+        "--accept-served-gap",
+    )
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     env = {**os.environ, "BENTOML_HOME": str(settings.bentoml_home)}
     loaded = subprocess.run(
@@ -68,3 +77,11 @@ def test_train_gates_registers_and_predictors_load(tmp_path: Path, small_exports
         assert info[name]["metrics"][metric] == pytest.approx(mean)
         assert info[name]["gate"]["model"] == pytest.approx(mean)
         assert [o["origin"] for o in info[name]["gate"]["origins"]] == sorted(per_origin)
+    # the recommender's gate replayed the latest validation origin's customers through the
+    # server; the operator's acceptance of any gap is on record
+    served = info["recs"]["served"]
+    assert served["cutoff"] == info["recs"]["validation_origins"][-1]
+    assert [c["name"] for c in info["recs"]["gate"]["checks"]] == ["served_recall"]
+    assert served["customers"] > 0 and 0.0 <= served["served"]["recall@10"] <= 1.0
+    assert info["recs"]["served_gap_accepted"] is True
+    assert "Served path vs offline" in accepted.stdout

@@ -90,7 +90,9 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, small_exports) -> Iterator
     repo = FeatureRepo(settings)
     repo.apply()
     repo.materialize()
-    done = _cli(settings.root, "train", "--task", "recs", "--recs-margin", "-1")
+    done = _cli(
+        settings.root, "train", "--task", "recs", "--recs-margin", "-1", "--accept-served-gap"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     env = {**os.environ, "BENTOML_HOME": str(settings.bentoml_home)}
     cloned = subprocess.run(
