@@ -246,7 +246,7 @@ def run_backtest(
             replace(rmodel, stats=sl.stats),
             sl,
             purchase_lines(ctx.transactions),
-            bt,
+            settings,  # the user's home: its rules in force
             offline=rper[str(origins[-1].date())]["model"],
             workdir=bt.root,
             progress=say,

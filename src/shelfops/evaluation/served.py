@@ -123,6 +123,23 @@ def state_home(ctx: Context, cutoff: pd.Timestamp, root: Path, base: Settings) -
     return home
 
 
+def configured_rules(settings: Settings, serving: ServingSettings | None = None) -> MerchRules:
+    """The rules a recommendation service of this home would put in force now.
+
+    Args:
+        settings: The home (its applied rule version, if any).
+        serving: Server settings (``SHELFOPS_SERVING_RULES_FILE`` / ``_YAML`` win).
+
+    Returns:
+        The rules.
+    """
+    from shelfops.serving.rules_store import serving_rules_path
+
+    serving = serving or ServingSettings()
+    path = serving_rules_path(settings, serving)
+    return MerchRules.from_yaml(path) if path else MerchRules.from_text(serving.rules_yaml or "")
+
+
 def evaluate_served(
     ctx: Context,
     model: RecsModel,
@@ -144,10 +161,11 @@ def evaluate_served(
         model: The model as scored offline at ``sl.cutoff``.
         sl: The evaluation slice (cutoff, evaluated customers and their first baskets).
         lines: Purchase lines (for the repeat/new split of the metrics).
-        settings: Settings of the run (consent policy, seed).
+        settings: The home whose rules are in force (its applied version, or the configured
+            file), and the consent policy and seed of the run.
         offline: The model's offline metrics on the same slice.
-        serving: Server settings (default: ``SHELFOPS_SERVING_*``, so the configured rules).
-        rules: Rules to replay instead of the configured ones (e.g. a preview of an edit).
+        serving: Server settings (default: ``SHELFOPS_SERVING_*``).
+        rules: Rules to replay instead of the ones in force (e.g. a preview of an edit).
         k: List length.
         workdir: Where the replay home goes (default: a temporary folder, removed after).
         progress: Progress messages.
@@ -162,6 +180,7 @@ def evaluate_served(
         home = state_home(ctx, sl.cutoff, root / "home", settings)
         model_dir = root / "model"
         model.save(model_dir)
+        rules = rules or configured_rules(settings, serving)
         return replay(home, model_dir, sl, lines, offline, serving, rules, k, say)
 
 
