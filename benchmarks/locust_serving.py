@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from locust import User, task
+from locust import User, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from shelfops.serving.headers import SYNTHETIC
@@ -65,25 +65,38 @@ def v2_body(customer: str) -> dict[str, Any]:
     }
 
 
+def _floor_server() -> Any:
+    """The in-process recommendation server, loaded once per process."""
+    from shelfops.registry import RECS_MODEL
+    from shelfops.serving.recs import RecsServer
+    from shelfops.settings import ServingSettings, Settings
+
+    with _lock:
+        if "server" not in _state:
+            settings = Settings(home=_home())
+            base = settings.bentoml_home / "models" / RECS_MODEL
+            version = (base / "latest").read_text().strip()
+            server = RecsServer(settings, ServingSettings())
+            server.load(base / version / "model", f"{RECS_MODEL}:{version}")
+            _state["server"] = server
+        return _state["server"]
+
+
+@events.init.add_listener
+def _load_floor_server(environment: Any, **_: Any) -> None:
+    """Load the floor's server before the clock starts (loading is not part of the floor)."""
+    if any(cls.__name__ == "FloorUser" for cls in environment.user_classes):
+        _floor_server()
+
+
 class FloorUser(User):
     """The recommendation server called in process: the latency floor."""
 
     wait_time = think
 
     def on_start(self) -> None:
-        """Load the server once per process."""
-        from shelfops.registry import RECS_MODEL
-        from shelfops.serving.recs import RecsServer
-        from shelfops.settings import ServingSettings, Settings
-
-        with _lock:
-            if "server" not in _state:
-                settings = Settings(home=_home())
-                base = settings.bentoml_home / "models" / RECS_MODEL
-                version = (base / "latest").read_text().strip()
-                server = RecsServer(settings, ServingSettings())
-                server.load(base / version / "model", f"{RECS_MODEL}:{version}")
-                _state["server"] = server
+        """Use the server loaded before the run (see :func:`_load_floor_server`)."""
+        _floor_server()
         self.rng = random.Random(id(self))
 
     @task
