@@ -190,8 +190,8 @@ def replay(
     sl: TrainingSlice,
     lines: pd.DataFrame,
     offline: dict[str, Any],
-    serving: ServingSettings | None,
-    rules: MerchRules | None,
+    serving: ServingSettings | None = None,
+    rules: MerchRules | None = None,
     k: int = 10,
     say: Progress | None = None,
 ) -> ServedEvaluation:
@@ -207,7 +207,8 @@ def replay(
         lines: Purchase lines (repeat/new split).
         offline: The model's offline metrics on the slice.
         serving: Server settings (default: ``SHELFOPS_SERVING_*``).
-        rules: Rules to replay instead of the configured ones.
+        rules: Rules to replay (default: what ``serving`` names, else the shipped defaults;
+            :func:`evaluate_served` passes the rules in force in the user's home).
         k: List length.
         say: Progress messages.
 
