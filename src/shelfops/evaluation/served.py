@@ -17,9 +17,10 @@ evaluation, and per rule how many personal candidates it removed and for how man
 personal list ended empty with that rule among the removers. :func:`served_gate_check` turns the
 gap into a condition of the model gate.
 
-Known limits of the replay: inventory on hand and the count of clearance markdowns come from the
-products table as it is now (the products table keeps no history); prices and promotions are
-those of the week before the cutoff.
+Known limits of the replay: the products table keeps no history, so the count of clearance
+markdowns is today's, and so is inventory on hand, except that a product out of stock today that
+was still selling in the four weeks before the cutoff counts as in stock then (with the units it
+sold in those weeks); prices and promotions are those of the weeks before the cutoff.
 """
 
 from __future__ import annotations
@@ -96,6 +97,30 @@ def _history(lines: pd.DataFrame, cutoff: pd.Timestamp, customers: set[str]) -> 
     return {str(c): set(g.astype(str)) for c, g in past.groupby("customer_id")["stock_code"]}
 
 
+def _products_at(products: pd.DataFrame, tx: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """The products table as far as it can be known at ``cutoff``.
+
+    Inventory has no history: a product that is out of stock today but was not yet discontinued
+    at the cutoff and sold in the four weeks before it was in stock then; it gets the units it
+    sold in those weeks (at least one) instead of today's zero. Everything else is today's.
+    """
+    out = products.copy()
+    disc = pd.to_datetime(out["discontinue_date"], errors="coerce")
+    disc = disc.dt.tz_localize(None) if getattr(disc.dt, "tz", None) is not None else disc
+    recent = tx[pd.to_datetime(tx["invoice_date"]) >= cutoff - pd.Timedelta(weeks=4)]
+    if "is_product" in recent:
+        recent = recent[recent["is_product"].astype(bool) & ~recent["is_cancellation"].astype(bool)]
+    sold = recent.groupby(recent["stock_code"].astype(str))["quantity"].sum()
+    codes = out["stock_code"].astype(str)
+    inventory = pd.to_numeric(out["inventory_on_hand"], errors="coerce").fillna(0)
+    selling = codes.map(sold).fillna(0).to_numpy() > 0
+    live = (disc.isna() | (disc >= cutoff)).to_numpy()
+    fill = (inventory.to_numpy() <= 0) & selling & live
+    estimate = codes.map(sold).fillna(1).clip(lower=1).to_numpy()
+    out["inventory_on_hand"] = inventory.where(~fill, estimate).astype("int64")
+    return out
+
+
 def state_home(ctx: Context, cutoff: pd.Timestamp, root: Path, base: Settings) -> Settings:
     """A ShelfOps home holding the serving state as of ``cutoff`` (features, online store).
 
@@ -113,7 +138,8 @@ def state_home(ctx: Context, cutoff: pd.Timestamp, root: Path, base: Settings) -
 
     home = base.model_copy(update={"home": root, "profile": "local", "redis_url": None})
     tx = ctx.transactions[pd.to_datetime(ctx.transactions["invoice_date"]) < cutoff]
-    clean = {"transactions": tx, "customers": ctx.customers, "products": ctx.products}
+    products = _products_at(ctx.products, tx, cutoff)
+    clean = {"transactions": tx, "customers": ctx.customers, "products": products}
     build_feature_tables(clean, home.features_dir)
     repo = FeatureRepo(home)
     repo.apply()
