@@ -121,34 +121,6 @@ def _wall_ms(fn: Any, n: int) -> dict[str, float]:
     }
 
 
-def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from shelfops.rollout.processes import free_port
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed: run `make test-deps`")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import time
-
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc, f"127.0.0.1:{port}"
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
-
-
 def inprocess(home: Path, calls: int) -> dict[str, Any]:
     """The in-process budgets: CPU per recommendation, per batched customer, per forecast; reads.
 
@@ -212,7 +184,9 @@ def inprocess(home: Path, calls: int) -> dict[str, Any]:
     finally:
         demand.close()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _start_redis(Path(tmp))
+        from tests.integration.conftest import start_redis  # the suite's own launcher
+
+        proc, url = start_redis(Path(tmp))
         try:
             cluster = settings.model_copy(update={"profile": "cluster", "redis_url": url})
             redis_repo = FeatureRepo(cluster)
@@ -270,7 +244,7 @@ def main() -> int:
     args = ap.parse_args()
     home = args.home.resolve()
     _ensure_models(home)
-    sys.path.insert(0, str(ROOT / "src"))
+    sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # shelfops, and tests' redis launcher
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "home": str(home),

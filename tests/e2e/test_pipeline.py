@@ -80,7 +80,8 @@ def _registered(home: Path) -> list[Path]:
 def test_data_gate_stops_the_dag_then_a_rerun_registers_and_packages(
     tmp_path: Path, small_retailer: Any
 ) -> None:
-    """A stale export fails the data gate (exit 2, reason shown); a re-run goes end to end."""
+    """A stale export fails the data gate (exit 2, reason shown); a re-run goes end to end and
+    records the served-path check and the accepted served gap in the registry."""
     home = _home(tmp_path, small_retailer)
     failed, summary = _run(home, "--as-of", "2030-01-01")
     assert failed.returncode == 2, failed.stdout + failed.stderr
@@ -90,7 +91,16 @@ def test_data_gate_stops_the_dag_then_a_rerun_registers_and_packages(
     assert ran == {"ingest-data", "stop-on-data-gate"}
     assert not _registered(home)
 
-    done, summary = _run(home, "--as-of", AS_OF, "--demand-margin", "-1", "--recs-margin", "-1")
+    done, summary = _run(
+        home,
+        "--as-of",
+        AS_OF,
+        "--demand-margin",
+        "-1",
+        "--recs-margin",
+        "-1",
+        "--accept-served-gap",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert summary["status"] == "succeeded"
     status = _statuses(summary)
@@ -118,6 +128,10 @@ def test_data_gate_stops_the_dag_then_a_rerun_registers_and_packages(
         meta = store[name]["meta"]
         assert meta["feature_service"] == service and meta["gate"]["passed"] is True
         assert meta["metrics"] and meta["baseline_metrics"] and "git_commit" in meta
+    # the recommender's gate held the served-path check; the pipeline parameter accepted any gap
+    recs_meta = store["shelfops_recs"]["meta"]
+    assert [c["name"] for c in recs_meta["gate"]["checks"]] == ["served_recall"]
+    assert recs_meta["served_gap_accepted"] is True and recs_meta["served"]["customers"] > 0
     bentos = steps["package-bentos"]["outputs"]
     assert bentos["demand_bento"] in store["bentos"] and bentos["recs_bento"] in store["bentos"]
 

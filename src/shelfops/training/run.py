@@ -16,9 +16,9 @@ from shelfops.evaluation.rolling import (
     model_as_of,
     recs_at_origins,
 )
+from shelfops.evaluation.served import gate_checks
 from shelfops.models.demand import DemandConfig
 from shelfops.models.recs import RecsConfig, RecsModel, purchase_lines
-from shelfops.evaluation.served import gate_checks
 from shelfops.settings import Settings
 from shelfops.training.context import (
     WEEK,
