@@ -57,7 +57,16 @@ def build_home(lines: int) -> Path:
     cli = [sys.executable, "-m", "shelfops.cli.main"]
     for argv in (
         ["data", "generate", "--lines", str(lines), "--customers", "6000", "--products", "5000"],
-        ["pipeline", "run", "--local", "--demand-margin", "-1", "--recs-margin", "-1"],
+        [
+            "pipeline",
+            "run",
+            "--local",
+            "--demand-margin",
+            "-1",
+            "--recs-margin",
+            "-1",
+            "--accept-served-gap",
+        ],
         ["monitor", "simulate", "--requests", "2000"],
     ):
         print(f"building the home: shelfops {' '.join(argv)}", file=sys.stderr)

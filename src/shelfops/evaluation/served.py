@@ -26,6 +26,7 @@ sold in those weeks); prices and promotions are those of the weeks before the cu
 from __future__ import annotations
 
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,8 @@ class ServedEvaluation:
     degraded: int = 0
     catalogue: dict[str, int] = field(default_factory=dict)
     """Items in the catalogue snapshot, and how many were on clearance or on promotion."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of the replay's parts (``state``: the home as of the cutoff, ``replay``)."""
 
     def gap(self, metric: str = "recall@10") -> float:
         """Relative shortfall of the served metric against offline (0.1 = served 10% lower)."""
@@ -88,6 +91,7 @@ class ServedEvaluation:
             "with_personal_items": self.with_personal_items,
             "degraded": self.degraded,
             "catalogue": self.catalogue,
+            "seconds": self.seconds,
             "rules": {k: v.__dict__ for k, v in sorted(self.rules.items())},
         }
 
@@ -203,11 +207,18 @@ def evaluate_served(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp)
         say(f"served replay: materializing the state as of {sl.cutoff.date()}")
+        t0 = time.perf_counter()
         home = state_home(ctx, sl.cutoff, root / "home", settings)
         model_dir = root / "model"
         model.save(model_dir)
         rules = rules or configured_rules(settings, serving)
-        return replay(home, model_dir, sl, lines, offline, serving, rules, k, say)
+        t1 = time.perf_counter()
+        result = replay(home, model_dir, sl, lines, offline, serving, rules, k, say)
+        result.seconds = {
+            "state": round(t1 - t0, 2),
+            "replay": round(time.perf_counter() - t1, 2),
+        }
+        return result
 
 
 def replay(
