@@ -3,6 +3,8 @@ and on a real Redis."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,6 +81,18 @@ def _online_roundtrip(settings: Settings) -> dict[str, list[object]]:
     assert online["top_items"][0] == list(customer["top_items"])
     assert online["opted_out_personalization"][0] is False
     assert online["top_items"][1] is None
+    # The request-path read (provider read, ShelfOps' value decoding) returns exactly what the
+    # Feast SDK returns, for customers and for products, known or not.
+    product = _busiest_product(settings)
+    for service, rows in (
+        (RECS_SERVICE, [{"customer_id": customer["customer_id"]}, {"customer_id": "nobody"}]),
+        (DEMAND_SERVICE, [{"stock_code": product}, {"stock_code": "no-such-product"}]),
+    ):
+        refs = [r for view in repo.feature_refs(service).values() for r in view]
+        sdk = repo.store.get_online_features(features=refs, entity_rows=rows).to_dict()
+        fast = repo.online_refs(refs, rows)
+        same = json.dumps(fast, default=str, sort_keys=True)  # NaN equals NaN this way
+        assert same == json.dumps(sdk, default=str, sort_keys=True)
     removed = repo.forget_customer(str(customer["customer_id"]))
     assert removed >= 1
     gone = repo.online(RECS_SERVICE, [{"customer_id": customer["customer_id"]}])

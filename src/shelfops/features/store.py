@@ -24,6 +24,8 @@ from feast import FeatureService, FeatureStore, RepoConfig
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
+from feast.type_map import feast_value_type_to_python_type
+from feast.value_type import ValueType
 
 from shelfops.features.definitions import BEHAVIOUR_VIEW, CONSENT_VIEW, build_definitions
 from shelfops.settings import Settings
@@ -68,6 +70,24 @@ class RedisTarget:
         return ",".join(parts)
 
 
+_PLAIN = frozenset({"double_val", "float_val", "int64_val", "int32_val", "string_val", "bool_val"})
+_PLAIN_LISTS = frozenset({f"{k[:-4]}_list_val" for k in _PLAIN})
+
+
+def _python_value(value: Value) -> Any:
+    """Feast's value conversion, with the scalar and list kinds ShelfOps stores decoded inline.
+
+    Equal to ``feast.type_map.feast_value_type_to_python_type`` (which handles every other kind
+    here); that one tests a dozen kinds before reaching a plain number.
+    """
+    kind = value.WhichOneof("val")
+    if kind in _PLAIN:
+        return getattr(value, kind)
+    if kind in _PLAIN_LISTS:
+        return list(getattr(value, kind).val)
+    return feast_value_type_to_python_type(value)
+
+
 def registry_exists(settings: Settings) -> bool:
     """Whether the Feast registry has been applied (object-store URIs are assumed to exist)."""
     path = settings.registry_path
@@ -82,6 +102,7 @@ class FeatureRepo:
     def __init__(self, settings: Settings) -> None:
         """Bind the repository to a settings object (nothing is opened yet)."""
         self.settings = settings
+        self._plans: dict[tuple[str, ...], tuple[str, list[tuple[Any, list[str]]]] | None] = {}
 
     def repo_config(self) -> RepoConfig:
         """The Feast configuration for the settings' profile."""
@@ -183,8 +204,70 @@ class FeatureRepo:
     def online_refs(
         self, refs: list[str], entity_rows: list[dict[str, Any]]
     ) -> dict[str, list[Any]]:
-        """Like :meth:`online`, for references from :meth:`feature_refs`."""
-        return self.store.get_online_features(features=refs, entity_rows=entity_rows).to_dict()
+        """Like :meth:`online`, for references from :meth:`feature_refs`: the request-path read.
+
+        Views keyed by one string join key (every ShelfOps view) are read straight through the
+        Feast provider's ``online_read``, one query per view for all entities, and decoded with
+        Feast's own value conversion: the same columns as ``get_online_features(...).to_dict()``
+        (join key, then feature names; None where nothing is stored) without the SDK's
+        per-call request planning, which cost more than the read itself. Anything else goes
+        through ``get_online_features``.
+
+        Args:
+            refs: ``view:feature`` references.
+            entity_rows: One dict per entity with the join key.
+
+        Returns:
+            Columns: the join key and every referenced feature, one value per entity row.
+        """
+        plan = self._online_plan(tuple(refs))
+        if plan is None:
+            return self.store.get_online_features(features=refs, entity_rows=entity_rows).to_dict()
+        join_key, views = plan
+        ids = [str(row[join_key]) for row in entity_rows]
+        keys = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=i)]) for i in ids]
+        provider = self._provider
+        out: dict[str, list[Any]] = {join_key: ids}
+        for view, names in views:
+            found = provider.online_read(  # a copy: Feast's Redis store appends to the list
+                config=self.store.config,
+                table=view,
+                entity_keys=keys,
+                requested_features=list(names),
+            )
+            for name in names:
+                out[name] = [
+                    None if values is None or name not in values else _python_value(values[name])
+                    for _, values in found
+                ]
+        return out
+
+    @cached_property
+    def _provider(self) -> Any:
+        return self.store._get_provider()
+
+    def _online_plan(self, refs: tuple[str, ...]) -> tuple[str, list[tuple[Any, list[str]]]] | None:
+        """The feature views and names behind ``refs``, or None when they need the SDK's read."""
+        if refs not in self._plans:
+            self._plans[refs] = self._make_plan(refs)
+        return self._plans[refs]
+
+    def _make_plan(self, refs: tuple[str, ...]) -> tuple[str, list[tuple[Any, list[str]]]] | None:
+        by_view: dict[str, list[str]] = {}
+        for ref in refs:
+            view, _, name = ref.partition(":")
+            by_view.setdefault(view, []).append(name)
+        views = [(self.store.get_feature_view(v), names) for v, names in by_view.items()]
+        keys = {tuple(v.join_keys) for v, _ in views}
+        if len(keys) != 1:
+            return None
+        (join,) = keys
+        strings = all(
+            c.dtype.to_value_type() == ValueType.STRING for v, _ in views for c in v.entity_columns
+        )
+        if len(join) != 1 or not strings:
+            return None
+        return join[0], views
 
     def forget_customer(self, customer_id: str) -> int:
         """Delete a customer's rows from the online store (Feast has no delete API).
