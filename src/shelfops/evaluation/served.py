@@ -135,9 +135,11 @@ def state_home(ctx: Context, cutoff: pd.Timestamp, root: Path, base: Settings) -
         base: Settings to copy (consent policy, seed); the profile is always local here.
 
     Returns:
-        Settings of the new home, its online store materialized.
+        Settings of the new home, its online store materialized with the views the
+        recommendation server reads (recs_v1 and merch_v1).
     """
     from shelfops.features.build import build_feature_tables
+    from shelfops.features.definitions import MERCH_SERVICE, RECS_SERVICE
     from shelfops.features.store import FeatureRepo
 
     home = base.model_copy(update={"home": root, "profile": "local", "redis_url": None})
@@ -149,7 +151,7 @@ def state_home(ctx: Context, cutoff: pd.Timestamp, root: Path, base: Settings) -
     repo.apply()
     end = pd.Timestamp(cutoff)
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    repo.materialize(end=end.to_pydatetime())
+    repo.materialize(end=end.to_pydatetime(), services=(RECS_SERVICE, MERCH_SERVICE))
     return home
 
 

@@ -147,14 +147,22 @@ class FeatureRepo:
         self.store.apply(objects)  # type: ignore[arg-type]
         return [str(getattr(o, "name", o)) for o in objects]
 
-    def materialize(self, end: dt.datetime | None = None) -> None:
-        """Load every view's latest values into the online store.
+    def materialize(
+        self, end: dt.datetime | None = None, services: tuple[str, ...] | None = None
+    ) -> None:
+        """Load the views' latest values into the online store.
 
         Args:
             end: Newest event time to load (default: now).
+            services: Only the views these FeatureServices read (default: every view).
         """
         end = end or dt.datetime.now(dt.UTC)
-        self.store.materialize(start_date=dt.datetime(1970, 1, 1, tzinfo=dt.UTC), end_date=end)
+        views = None
+        if services is not None:
+            views = list(dict.fromkeys(v for s in services for v in self.feature_refs(s)))
+        self.store.materialize(
+            start_date=dt.datetime(1970, 1, 1, tzinfo=dt.UTC), end_date=end, feature_views=views
+        )
 
     def service(self, name: str) -> FeatureService:
         """A FeatureService from the registry."""
