@@ -12,6 +12,10 @@
 #                                   only while pip runs and never stored in a layer
 #   .build/wheels/torch-*.whl       the CPU torch wheel (scripts/build-images.sh puts it there); when
 #                                   absent pip takes torch from the PyTorch CPU index
+#   .build/wheels/*.whl + requirements.txt
+#                                   every dependency as a wheel, built by the host's pip; when their
+#                                   requirements.txt matches pyproject.toml's list, pip installs from
+#                                   them with --no-index (no download through a proxy)
 ARG BASE_IMAGE=python:3.11-slim
 
 # Local wheels (if any) are bind-mounted into the install step from this stage, never copied into
@@ -40,10 +44,14 @@ RUN --mount=type=secret,id=pip_cert \
     --mount=type=bind,from=wheels,source=/wheels,target=/tmp/wheels \
     set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
-    torch_wheel="$(ls /tmp/wheels/torch-*.whl 2>/dev/null | head -n1 || true)"; \
-    if [ -n "$torch_wheel" ]; then pip install --no-deps "$torch_wheel"; \
-    else pip install --index-url "$TORCH_INDEX_URL" "$(grep '^torch==' /tmp/requirements.txt)"; fi; \
-    pip install -r /tmp/requirements.txt; \
+    if cmp -s /tmp/wheels/requirements.txt /tmp/requirements.txt; then \
+      pip install --no-compile --no-index --find-links /tmp/wheels -r /tmp/requirements.txt; \
+    else \
+      torch_wheel="$(ls /tmp/wheels/torch-*.whl 2>/dev/null | head -n1 || true)"; \
+      if [ -n "$torch_wheel" ]; then pip install --no-compile --no-deps "$torch_wheel"; \
+      else pip install --index-url "$TORCH_INDEX_URL" "$(grep '^torch==' /tmp/requirements.txt)"; fi; \
+      pip install --no-compile -r /tmp/requirements.txt; \
+    fi; \
     rm /tmp/requirements.txt; \
     find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
