@@ -24,12 +24,24 @@ DEFAULT_HOME_CLAIM = "shelfops-home"
 """The chart's home claim for a release named ``shelfops`` (``<fullname>-home``)."""
 DEFAULT_CLUSTER_ENV = "shelfops-env"
 """The chart's cluster-settings ConfigMap for a release named ``shelfops`` (``<fullname>-env``)."""
-CLUSTER_ENV_KEYS = ("SHELFOPS_PROFILE", "SHELFOPS_REDIS_URL", "SHELFOPS_FEAST_REGISTRY")
+CLUSTER_ENV_KEYS = (
+    "SHELFOPS_PROFILE",
+    "SHELFOPS_REDIS_URL",
+    "SHELFOPS_FEAST_REGISTRY",
+    "SHELFOPS_REDIS_PASSWORD_FILE",
+)
 """Settings every step takes from that ConfigMap (the chart renders the same keys)."""
+DEFAULT_REDIS_SECRET = "shelfops-redis"
+"""The Secret with the Redis password (the chart's ``redis.auth.existingSecret``), if any."""
+REDIS_SECRET_MOUNT = "/var/run/secrets/shelfops-redis"
+"""Where every step mounts that Secret; SHELFOPS_REDIS_PASSWORD_FILE names the key below it."""
 
 
 def on_shared_home(
-    task: PipelineTask, claim: str | PipelineChannel, cluster_env: str | PipelineChannel
+    task: PipelineTask,
+    claim: str | PipelineChannel,
+    cluster_env: str | PipelineChannel,
+    redis_secret: str | PipelineChannel = DEFAULT_REDIS_SECRET,
 ) -> PipelineTask:
     """Mount the shared home, take the cluster settings from the chart, turn caching off.
 
@@ -37,6 +49,7 @@ def on_shared_home(
         task: A pipeline task.
         claim: Name of the PersistentVolumeClaim holding the ShelfOps home.
         cluster_env: Name of the chart's ConfigMap with the cluster settings (Redis, registry).
+        redis_secret: Secret with the Redis password, mounted when it exists (no auth: absent).
 
     Returns:
         The task.
@@ -44,6 +57,9 @@ def on_shared_home(
     kubernetes.mount_pvc(task, pvc_name=claim, mount_path=HOME_MOUNT_PATH)
     kubernetes.use_config_map_as_env(
         task, config_map_name=cluster_env, config_map_key_to_env={k: k for k in CLUSTER_ENV_KEYS}
+    )
+    kubernetes.use_secret_as_volume(
+        task, secret_name=redis_secret, mount_path=REDIS_SECRET_MOUNT, optional=True
     )
     task.set_env_variable("SHELFOPS_HOME", HOME_MOUNT_PATH)
     task.set_caching_options(False)
@@ -69,6 +85,7 @@ def training_pipeline(
     deploy_canary: bool = False,
     home_claim: str = DEFAULT_HOME_CLAIM,
     cluster_env: str = DEFAULT_CLUSTER_ENV,
+    redis_secret: str = DEFAULT_REDIS_SECRET,
 ) -> None:
     """Train, gate, register and package the ShelfOps models.
 
@@ -87,28 +104,30 @@ def training_pipeline(
         deploy_canary: Canary-deploy the new Bentos through the rollout engine.
         home_claim: PersistentVolumeClaim every step mounts as its ShelfOps home (cluster runs).
         cluster_env: ConfigMap (rendered by the Helm chart) holding the cluster settings.
+        redis_secret: Secret holding the Redis password (``redis.auth.existingSecret``); the
+            steps run without one when it does not exist.
     """
     ingest = c.ingest_data(
         home=home, transactions=transactions, customers=customers, products=products, as_of=as_of
     )
-    on_shared_home(ingest, home_claim, cluster_env)
+    on_shared_home(ingest, home_claim, cluster_env, redis_secret)
     with dsl.If(ingest.outputs["passed"] == True, name="data-gate-passed"):  # noqa: E712
         features = c.build_features(home=home, clean=ingest.outputs["clean"])
-        on_shared_home(features, home_claim, cluster_env)
+        on_shared_home(features, home_claim, cluster_env, redis_secret)
         demand = c.train_demand(
             home=home,
             selection=model,
             horizon_weeks=horizon_weeks,
             features=features.outputs["features"],
         )
-        on_shared_home(demand, home_claim, cluster_env)
+        on_shared_home(demand, home_claim, cluster_env, redis_secret)
         recs = c.train_recs(
             home=home,
             selection=model,
             horizon_weeks=horizon_weeks,
             features=features.outputs["features"],
         )
-        on_shared_home(recs, home_claim, cluster_env)
+        on_shared_home(recs, home_claim, cluster_env, redis_secret)
         evaluate = c.evaluate_models(
             demand=demand.outputs["model"],
             recs=recs.outputs["model"],
@@ -116,7 +135,7 @@ def training_pipeline(
             recs_margin=recs_margin,
             accept_served_gap=accept_served_gap,
         )
-        on_shared_home(evaluate, home_claim, cluster_env)
+        on_shared_home(evaluate, home_claim, cluster_env, redis_secret)
         with dsl.If(evaluate.outputs["passed"] == True, name="model-gate-passed"):  # noqa: E712
             register = c.register_models(
                 home=home,
@@ -124,13 +143,13 @@ def training_pipeline(
                 recs=recs.outputs["model"],
                 gates=evaluate.outputs["gates"],
             )
-            on_shared_home(register, home_claim, cluster_env)
+            on_shared_home(register, home_claim, cluster_env, redis_secret)
             package = c.package_bentos(
                 home=home,
                 demand_tag=register.outputs["demand_tag"],
                 recs_tag=register.outputs["recs_tag"],
             )
-            on_shared_home(package, home_claim, cluster_env)
+            on_shared_home(package, home_claim, cluster_env, redis_secret)
             with dsl.If(deploy_canary == True, name="canary-requested"):  # noqa: E712
                 on_shared_home(
                     c.deploy_canary(
@@ -142,16 +161,19 @@ def training_pipeline(
                     ),
                     home_claim,
                     cluster_env,
+                    redis_secret,
                 )
         with dsl.Else(name="model-gate-failed"):
             on_shared_home(
                 c.stop_on_model_gate(reason=evaluate.outputs["reason"]),
                 home_claim,
                 cluster_env,
+                redis_secret,
             )
     with dsl.Else(name="data-gate-failed"):
         on_shared_home(
             c.stop_on_data_gate(reason=ingest.outputs["reason"]),
             home_claim,
             cluster_env,
+            redis_secret,
         )

@@ -111,8 +111,7 @@ for wheel in Path(sys.argv[1]).glob("*.whl"):
 PY
 )"
     if [ -n "$extra" ]; then
-      echo "    for Python $py in the image also: $(echo $extra)"
-      # shellcheck disable=SC2086
+      echo "    for Python $py in the image also: $(tr '\n' ' ' <<<"$extra")"
       echo "$extra" >"$BUILD/requirements-image-python.txt"
       "$VENV/bin/pip" wheel --quiet -r "$BUILD/requirements-image-python.txt" -w "$BUILD/wheels" \
         --find-links "$BUILD/wheels" 2> >(grep -v "^WARNING: Location" >&2) \

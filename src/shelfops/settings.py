@@ -7,9 +7,9 @@ import time. Every path is derived from ``home`` so a whole run lives in one fol
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -199,8 +199,23 @@ class Settings(BaseSettings):
         "profile); None uses SQLite.",
     )
     redis_password: SecretStr | None = Field(None, description="Redis password, from a secret.")
+    redis_password_file: Path | None = Field(
+        None,
+        description="File holding the Redis password (a mounted Secret, as pipeline steps get "
+        "it); read when SHELFOPS_REDIS_PASSWORD is unset and the file exists.",
+    )
     seed: int = Field(7, description="Seed for every random choice ShelfOps makes.")
     actor: str | None = Field(None, description="Who runs commands, recorded in audit logs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: Any) -> Any:
+        """Fill ``redis_password`` from ``redis_password_file`` (an optional mounted Secret)."""
+        if isinstance(data, dict) and not data.get("redis_password"):
+            path = data.get("redis_password_file")
+            if path and Path(path).is_file():
+                data = {**data, "redis_password": Path(path).read_text().strip()}
+        return data
 
     @property
     def root(self) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.containers.pods import Cluster, docker
+from shelfops.containers.pods import Cluster, docker
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "shelfops"

@@ -21,9 +21,14 @@ import httpx
 import pytest
 import redis
 import yaml
+from pipelines.training import DEFAULT_REDIS_SECRET
 
-from tests.containers.conftest import IMAGES, RELEASE, TAG, render
-from tests.containers.pods import Cluster, Pod, docker, memory_bytes, pod_template
+from shelfops.containers.pods import Cluster, Pod, docker, memory_bytes, pod_template
+from shelfops.containers.revisions import ContainerRevisions, container_backend, container_name
+from shelfops.rollout.factory import build_engine
+from shelfops.rollout.processes import free_port
+from shelfops.settings import RolloutSettings, Settings
+from tests.containers.conftest import IMAGES, IMAGES_REPORT, RELEASE, TAG, render
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 
@@ -121,6 +126,19 @@ def run_pipeline_step(
         config_map = cluster.find("ConfigMap", f"{RELEASE}-env")  # the pipeline's cluster_env
         for pair in binding["keyToEnv"]:
             argv += ["--env", f"{pair['envVar']}={config_map['data'][pair['configMapKey']]}"]
+    for secret in k8s.get("secretAsVolume", []):
+        # The pipeline's redis_secret parameter keeps its default in these runs.
+        name_param = secret["secretNameParameter"]["componentInputParameter"]
+        secret_name = DEFAULT_REDIS_SECRET if name_param.endswith("redis_secret") else name_param
+        keys = {k: v for (n, k), v in cluster.secrets.items() if n == secret_name}
+        if not keys:
+            assert secret["optional"], f"{name}: Secret {secret_name} is missing"
+            continue
+        folder = cluster.workdir / "secrets" / secret_name
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, value in keys.items():
+            (folder / key).write_text(value)
+        argv += ["--mount", f"type=bind,source={folder},destination={secret['mountPath']},ro"]
     for mount in k8s["pvcMount"]:
         volume = cluster.volume(f"{RELEASE}-home", 10001)  # the chart's home claim
         argv += ["--mount", f"type=volume,source={volume},destination={mount['mountPath']}"]
@@ -286,6 +304,118 @@ def test_redis_restart_under_load_degrades_then_recovers(cluster: Cluster) -> No
     assert not errors, errors[:5]
     assert any(o[2] for o in during), "no degraded answer while Redis was down"
     assert back is not None, "personalization did not come back after re-materialization"
+    # Thousands of answers later, nothing the server did failed on its read-only volumes (its
+    # prediction logger is off: the payload sink owns the log in a cluster).
+    assert "Read-only file system" not in recs.logs(), recs.logs()[-2000:]
+
+
+def _revisions_like_the_chart(cluster: Cluster, model: str) -> ContainerRevisions:
+    """Revision containers with the env and home claim of the chart's rendered predictor."""
+    _, predictor = pod_template(cluster.find("InferenceService", model))
+    (container,) = predictor["containers"]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in predictor["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    revisions_cluster = Cluster(
+        prefix=cluster.prefix,
+        namespace=cluster.namespace,
+        docs=cluster.docs,
+        network=cluster.network,
+        secrets=cluster.secrets,
+    )
+    return ContainerRevisions(
+        revisions_cluster,
+        env={e["name"]: e["value"] for e in container["env"] if "value" in e},
+        home_claim=claims[0] if claims else None,
+    )
+
+
+def test_canary_container_killed_under_load(cluster: Cluster, tmp_path: Path) -> None:
+    """Drill: the canary container dies under load; the engine rolls back, 0 failures after.
+
+    The rollout engine (local backend, splitter, Locust gate) runs both revisions as containers
+    of the Bento image from the engine's own InferenceService manifest. Stable and canary are
+    two tags of one image: the drill is about the route, not the model.
+    """
+    stable = json.loads(IMAGES_REPORT.read_text())["bento_versions"]["recs"]
+    canary = TAG
+    settings = Settings(home=tmp_path / "home")
+    config = RolloutSettings(
+        steps=[50, 100],
+        gate_users=2,
+        gate_duration_s=6,
+        ready_timeout_s=480,
+        recs_port=free_port(),
+        report_dir=tmp_path / "gate",
+    )
+    revisions = _revisions_like_the_chart(cluster, "recs")
+    backend = container_backend(settings, config, revisions)
+    events: list[tuple[float, str]] = []
+    split, gate_at_50 = threading.Event(), threading.Event()
+
+    def on_event(message: str) -> None:
+        events.append((time.monotonic(), message))
+        if "traffic (50% canary)" in message:
+            split.set()
+        if "gate at 50%" in message:
+            gate_at_50.set()
+
+    engine = build_engine(settings, "local", config, on_event=on_event, backend=backend)
+    outcomes: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+    try:
+        first = engine.deploy("recs", stable)
+        assert first.outcome == "promoted", first.reason
+        client = httpx.Client(base_url=f"http://127.0.0.1:{config.recs_port}", timeout=30)
+
+        def load() -> None:
+            while not stop.is_set():
+                try:
+                    reply = client.post("/recommend", json={"customer_id": FIRST_CUSTOMER, "k": 5})
+                    code, served = reply.status_code, reply.headers.get("X-ShelfOps-Revision", "")
+                except httpx.HTTPError as exc:
+                    code, served = 0, type(exc).__name__
+                outcomes.append((time.monotonic(), code, served))
+
+        worker = threading.Thread(target=load, daemon=True)
+        result: list[Any] = []
+        rollout = threading.Thread(target=lambda: result.append(engine.deploy("recs", canary)))
+        rollout.start()
+        assert split.wait(600), events  # the canary starts unloaded, then takes half the load
+        worker.start()
+        assert gate_at_50.wait(60), events
+        time.sleep(3)
+        killed_at = time.monotonic()
+        docker("kill", container_name(cluster.prefix, "recs", canary))
+        rollout.join(300)
+        time.sleep(3)
+        stop.set()
+        worker.join(30)
+    finally:
+        stop.set()
+        backend.stop("recs")
+        revisions.remove_all()
+    (outcome,) = result
+    swap = next(t for t, message in events if "rollback_started" in message)
+    failed = [o for o in outcomes if not 200 <= o[1] < 300]
+    before_kill = [o for o in outcomes if o[0] < killed_at]
+    window = [o for o in outcomes if killed_at <= o[0] < swap]
+    after = [o for o in outcomes if o[0] >= swap]
+    print(
+        f"canary-kill drill: {len(outcomes)} requests through the splitter, "
+        f"{sum(o[2] == canary for o in before_kill)} served by the canary before the kill; "
+        f"{len(failed)} failed in all, "
+        f"{sum(not 200 <= o[1] < 300 for o in window)} of {len(window)} between the kill and "
+        f"the route swap ({swap - killed_at:.1f} s, the gate decides), "
+        f"{sum(not 200 <= o[1] < 300 for o in after)} of {len(after)} after it; "
+        f"outcome {outcome.outcome}: {outcome.reason}"
+    )
+    assert outcome.outcome == "rolled_back", outcome.reason
+    assert any(o[2] == canary for o in before_kill), "the canary served nothing before the kill"
+    assert after and not [o for o in after if not 200 <= o[1] < 300], after[:5]
+    assert {o[2] for o in after} == {stable}
 
 
 def test_model_container_over_its_memory_limit_is_restarted(cluster: Cluster) -> None:

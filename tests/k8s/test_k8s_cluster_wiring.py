@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
-from pipelines.training import CLUSTER_ENV_KEYS, DEFAULT_CLUSTER_ENV, DEFAULT_HOME_CLAIM
+from pipelines.training import (
+    CLUSTER_ENV_KEYS,
+    DEFAULT_CLUSTER_ENV,
+    DEFAULT_HOME_CLAIM,
+    REDIS_SECRET_MOUNT,
+)
 from pydantic_settings import BaseSettings
 
 import shelfops.settings
@@ -143,3 +148,50 @@ def test_pipeline_steps_get_the_chart_volume_and_settings(
         assert env_cm["metadata"]["name"] == DEFAULT_CLUSTER_ENV
         if values["home"]["persistence"]["enabled"] and not existing:
             assert DEFAULT_HOME_CLAIM in rendered
+
+
+def test_pipeline_steps_get_the_redis_password_from_the_secret(
+    scenario: str,
+    scenario_docs: dict[str, list[dict[str, Any]]],
+    scenario_values: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Compiled steps mount the Redis Secret; the ConfigMap names its key; Settings reads it."""
+    values = scenario_values(scenario)
+    (env_cm,) = [
+        d
+        for d in scenario_docs[scenario]
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env")
+    ]
+    key = values["redis"]["auth"]["existingSecretKey"]
+    path = env_cm["data"]["SHELFOPS_REDIS_PASSWORD_FILE"]
+    assert path == f"{REDIS_SECRET_MOUNT}/{key}"
+    _, platform = yaml.safe_load_all(
+        (ROOT / "pipelines" / "compiled" / "training_pipeline.yaml").read_text()
+    )
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name, k8s in executors.items():
+        (mount,) = k8s["secretAsVolume"]
+        assert mount["mountPath"] == REDIS_SECRET_MOUNT and mount["optional"] is True, name
+        # The pipeline's redis_secret parameter (nested DAGs see it as pipelinechannel--...).
+        param = mount["secretNameParameter"]["componentInputParameter"]
+        assert param in {"redis_secret", "pipelinechannel--redis_secret"}, name
+    # A step's settings: the ConfigMap's env, the Secret's key as a file under the mount.
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    (secret_dir / key).write_text("from-the-secret\n")
+    for name in list(os.environ):
+        if name.startswith("SHELFOPS_"):
+            monkeypatch.delenv(name)
+    for name, value in env_cm["data"].items():
+        monkeypatch.setenv(name, value.replace(REDIS_SECRET_MOUNT, str(secret_dir)))
+    settings = Settings()
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "from-the-secret"
+    assert (
+        "password=from-the-secret"
+        in FeatureRepo(settings).repo_config().online_store.connection_string
+    )
+    (secret_dir / key).unlink()  # no Secret (auth off): no password, and no failure
+    assert Settings().redis_password is None

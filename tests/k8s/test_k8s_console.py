@@ -61,9 +61,7 @@ def test_console_without_client_namespaces_admits_nobody(
 ) -> None:
     """No clientNamespaces: an empty ingress list (deny all), never an empty `from` (allow all)."""
     values = tmp_path / "console.yaml"
-    values.write_text(
-        "console:\n  enabled: true\n  tokensSecret: t\n  homeClaim: h\n  clientNamespaces: []\n"
-    )
+    values.write_text("console:\n  enabled: true\n  tokensSecret: t\n  clientNamespaces: []\n")
     policy = _named(render(values), "NetworkPolicy", f"{RELEASE}-console")
     assert policy is not None and policy["spec"]["ingress"] == []
 
@@ -73,6 +71,41 @@ def test_console_enabled_without_a_token_secret_fails_to_render(
 ) -> None:
     """Enabling the console without tokensSecret is a render error naming the value."""
     values = tmp_path / "console.yaml"
-    values.write_text("console:\n  enabled: true\n  homeClaim: h\n")
+    values.write_text("console:\n  enabled: true\n")
     done = run_helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", values)
     assert done.returncode != 0 and "tokensSecret" in done.stderr
+
+
+def test_console_and_sink_use_the_chart_home_claim(scenario_docs: dict[str, Docs]) -> None:
+    """Console, payload sink and the tools workloads mount one home claim; no other PVC exists."""
+    docs = scenario_docs["production"]
+    claims: dict[str, set[str]] = {}
+    for doc in docs:
+        if doc["kind"] not in {"Deployment", "CronJob"}:
+            continue
+        spec = doc["spec"]
+        pod = (spec.get("jobTemplate", {}).get("spec") or spec)["template"]["spec"]
+        mounted = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in pod.get("volumes", [])
+            if "persistentVolumeClaim" in v
+        }
+        if mounted:
+            claims[doc["metadata"]["name"]] = mounted
+    for component in ("console", "payload-sink", "feature-server", "materialize"):
+        assert f"{RELEASE}-{component}" in claims, f"{component} mounts no home claim"
+    assert len(set().union(*claims.values())) == 1, claims
+    pvcs = [d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    assert set(pvcs) <= set().union(*claims.values()), pvcs
+
+
+def test_console_without_the_home_volume_fails_to_render(
+    run_helm: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """The console needs the chart's home volume: without home.persistence it refuses to render."""
+    values = tmp_path / "console.yaml"
+    values.write_text(
+        "console:\n  enabled: true\n  tokensSecret: t\nhome:\n  persistence:\n    enabled: false\n"
+    )
+    done = run_helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", values)
+    assert done.returncode != 0 and "home.persistence.enabled" in done.stderr

@@ -165,6 +165,9 @@ def container_env(spec: IsvcSpec) -> dict[str, str]:
         # the /tmp emptyDir; the served model stays inside the image's Bento.
         "BENTOML_HOME": f"{WRITABLE_DIRS['tmp']}/bentoml",
         "SHELFOPS_PROFILE": "cluster",
+        # The home is mounted read-only: in a cluster the prediction log is the payload sink's
+        # (KServe's logger), so the server's own logger writes nothing (it would fail every flush).
+        "SHELFOPS_MONITOR_SAMPLE_RATE": "0",
     }
     if spec.home_claim:
         env["SHELFOPS_HOME"] = HOME_MOUNT_PATH

@@ -86,9 +86,17 @@ class Cluster:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="shelfops-pods-")))
     containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    owns_network: bool = True
 
     def __post_init__(self) -> None:
-        """Create the network (container names and aliases resolve on it)."""
+        """Create the network (container names and aliases resolve on it), unless one is given.
+
+        A given network (and the volumes on it) belongs to whoever created it: :meth:`close`
+        leaves it alone.
+        """
+        if self.network:
+            self.owns_network = False
+            return
         self.network = f"{self.prefix}-net"
         docker("network", "create", self.network)
 
@@ -113,7 +121,7 @@ class Cluster:
     def volume(self, claim: str, fs_group: int | None) -> str:
         """The engine volume standing in for a PVC, owned by fsGroup like the kubelet does."""
         name = f"{self.prefix}-{claim}"
-        if name not in self.volumes:
+        if name not in self.volumes and self.owns_network:
             docker("volume", "create", name)
             self.volumes.append(name)
             if fs_group is not None:
@@ -135,7 +143,12 @@ class Cluster:
         return out
 
     def run_args(
-        self, doc: Doc, container_name: str | None = None, name: str | None = None
+        self,
+        doc: Doc,
+        container_name: str | None = None,
+        name: str | None = None,
+        detach: bool = True,
+        host_ports: dict[int, int] | None = None,
     ) -> tuple[list[str], Doc]:
         """The ``docker run`` arguments for one container of a rendered workload.
 
@@ -143,6 +156,11 @@ class Cluster:
             doc: The rendered object (Deployment, CronJob, InferenceService, ...).
             container_name: Which container (default: the only one).
             name: Container name (default: ``<prefix>-<object name>``).
+            detach: Run in the background with the pod's restart policy (the kubelet's job);
+                ``False`` runs attached and removes the container when it ends, so the
+                ``docker run`` process lives exactly as long as the container (a supervisor
+                that stops the process stops the container).
+            host_ports: Container port -> fixed 127.0.0.1 port (default: any free port).
 
         Returns:
             ``(argv after "docker run", the container spec)``.
@@ -155,12 +173,16 @@ class Cluster:
         pod_sc = pod.get("securityContext", {})
         sc = {**pod_sc, **container.get("securityContext", {})}
         name = name or f"{self.prefix}-{doc['metadata']['name']}"
-        args = ["--name", name, "--network", self.network, "--detach"]
+        args = ["--name", name, "--network", self.network]
+        if not detach:
+            args.append("--rm")
         # The kubelet restarts containers of Always pods (Deployments, predictors); Jobs say Never.
-        if pod.get("restartPolicy", "Always") == "Always":
-            args += ["--restart", "always"]
+        elif pod.get("restartPolicy", "Always") == "Always":
+            args += ["--detach", "--restart", "always"]
         elif pod["restartPolicy"] == "OnFailure":
-            args += ["--restart", "on-failure"]
+            args += ["--detach", "--restart", "on-failure"]
+        else:
+            args.append("--detach")
         for alias in [doc["metadata"]["name"], *self.services_for(meta.get("labels", {}))]:
             for suffix in ("", f".{self.namespace}.svc", f".{self.namespace}.svc.cluster.local"):
                 args += ["--network-alias", alias + suffix]
@@ -192,7 +214,8 @@ class Cluster:
                 ref = env["valueFrom"]["secretKeyRef"]
                 args += ["--env", f"{env['name']}={self.secrets[(ref['name'], ref['key'])]}"]
         for port in container.get("ports", []):
-            args += ["--publish", f"127.0.0.1::{port['containerPort']}"]
+            host = (host_ports or {}).get(port["containerPort"], "")
+            args += ["--publish", f"127.0.0.1:{host}:{port['containerPort']}"]
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         for mount in container.get("volumeMounts", []):
             vol = volumes[mount["name"]]
@@ -200,8 +223,11 @@ class Cluster:
             if "emptyDir" in vol:
                 args += ["--mount", f"type=tmpfs,destination={mount['mountPath']},tmpfs-mode=1777"]
             elif "configMap" in vol:
-                src = self._config_dir(vol["configMap"]["name"])
-                args += ["--mount", f"type=bind,source={src},destination={mount['mountPath']},ro"]
+                folder = self._config_dir(vol["configMap"]["name"])
+                args += [
+                    "--mount",
+                    f"type=bind,source={folder},destination={mount['mountPath']},ro",
+                ]
             elif "persistentVolumeClaim" in vol:
                 claim = vol["persistentVolumeClaim"]
                 src = self.volume(claim["claimName"], pod_sc.get("fsGroup"))
@@ -235,7 +261,8 @@ class Cluster:
             docker("rm", "-f", "-v", cid, check=False)
         for name in self.volumes:
             docker("volume", "rm", "-f", name, check=False)
-        docker("network", "rm", self.network, check=False)
+        if self.owns_network:
+            docker("network", "rm", self.network, check=False)
 
 
 @dataclass
