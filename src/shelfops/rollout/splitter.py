@@ -6,7 +6,8 @@ its own port), picked at random by weight, the way KServe splits traffic between
 ``POST /_shelfops/reload`` swaps it in atomically (one assignment of an immutable tuple), so a
 request always sees either the old or the new table, never half of each. In-flight requests per
 revision are counted so the backend can drain a revision before stopping it. A revision that
-refuses the connection (stopped, crashed) is skipped and the request goes to the next one.
+refuses the connection or drops it without an answer (stopped, crashed, killed mid-request) is
+skipped and the request goes to the next one.
 
 Run it with ``python -m shelfops.rollout.splitter --model recs --port 3100 --routes FILE``.
 """
@@ -143,8 +144,10 @@ class Splitter:
                 upstream = await client.request(
                     request.method, route.url.rstrip("/") + path, content=body, headers=headers
                 )
-            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-                # Never reached the revision's app (stopped or restarting): try the next one.
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # No answer from the revision: it refused the connection (stopped, restarting)
+                # or died mid-request (connection reset). Predictions change nothing, so the
+                # request goes to the next revision instead of failing the client.
                 last_error = f"{route.version}: {exc.__class__.__name__}"
                 continue
             finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -104,6 +106,42 @@ def test_refused_connection_fails_over(tmp_path: Path, upstreams: dict[str, str]
         client.post("/_shelfops/reload")
         resp = client.get("/x")
         assert resp.status_code == 503 and "no revision of recs answered" in resp.text
+
+
+@pytest.fixture
+def resetting_upstream() -> Iterator[str]:
+    """A revision killed mid-request: it reads the request, then resets the connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # RST: the client's read fails (httpx.ReadError)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    listener.close()
+
+
+def test_connection_reset_mid_request_fails_over(
+    tmp_path: Path, upstreams: dict[str, str], resetting_upstream: str
+) -> None:
+    """A revision that dies mid-request (reset, no answer) is skipped; the client gets an answer."""
+    routes = tmp_path / "routes.json"
+    _write(routes, [("killed", resetting_upstream, 100), ("b", upstreams["b"], 0)])
+    with TestClient(build_app(Splitter("recs", routes))) as client:
+        replies = [client.post("/recommend", json={"customer_id": "c1"}) for _ in range(10)]
+    assert {(r.status_code, r.json()["served_by"]) for r in replies} == {(200, "b")}
 
 
 def test_bad_routes_file_is_refused_and_old_table_kept(
