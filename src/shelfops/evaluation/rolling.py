@@ -18,9 +18,9 @@ import pandas as pd
 from shelfops.evaluation.scoring import eval_products, score_demand, score_recs
 from shelfops.models.baselines import demand_baselines
 from shelfops.models.demand import DemandModel
-from shelfops.models.recs import RecsModel, TrainingSlice, item_stats, purchase_lines
+from shelfops.models.recs import RecsModel, TrainingSlice, purchase_lines
 from shelfops.training.context import WEEK, Context, demand_rows
-from shelfops.training.recs import recs_slice
+from shelfops.training.recs import recs_slice, stats_at
 
 #: ``{origin (YYYY-MM-DD): {"model" or baseline name: metrics}}``
 PerOrigin = dict[str, dict[str, dict[str, Any]]]
@@ -133,8 +133,7 @@ def model_as_of(model: RecsModel, lines: pd.DataFrame, ctx: Context, at: pd.Time
     Returns:
         A model sharing the network, with fresh statistics.
     """
-    stats = item_stats(lines, ctx.products, at, model.stats.items, model.config)
-    return replace(model, stats=stats)
+    return replace(model, stats=stats_at(ctx, lines, model.stats.items, at, model.config))
 
 
 def recs_at_origins(

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -69,15 +70,20 @@ class DemandConfig:
         return cls(**d)
 
 
-def set_determinism(seed: int) -> None:
-    """Seed torch and NumPy, use two threads and deterministic kernels (CPU only).
+def set_determinism(seed: int, threads: int = 1) -> None:
+    """Seed torch and NumPy, set intra-op threads and deterministic kernels (CPU only).
+
+    One thread by default: these networks are small, and on a shared 2-core machine two
+    intra-op threads made a training step about 4x slower than one (they spin waiting for
+    each other; ``benchmarks/bench_backtest.py`` figures in docs/benchmarks.md).
 
     Args:
         seed: The seed.
+        threads: Intra-op threads.
     """
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -85,12 +91,34 @@ def set_determinism(seed: int) -> None:
 # Encoding of FeatureService rows
 # ------------------------------------------------------------------------------------------------
 def _array_column(values: pd.Series, length: int | None = None) -> np.ndarray:
-    rows = [np.asarray(v if v is not None else [], dtype=np.float32) for v in values]
-    n = length or max((len(r) for r in rows), default=0)
-    out = np.zeros((len(rows), n), dtype=np.float32)
-    for i, r in enumerate(rows):
-        r = np.nan_to_num(r[-n:])
-        out[i, n - len(r) :] = r
+    """Right-aligned ``(rows, length)`` float32 matrix of an array feature (missing values 0).
+
+    Each row keeps its last ``length`` values (default: the longest row); shorter rows are
+    left-padded with zeros. Works on Arrow list columns and on columns of Python or NumPy
+    sequences without a Python loop over the values.
+    """
+    n_rows = len(values)
+    if isinstance(values.dtype, pd.ArrowDtype):
+        arr = pa.chunked_array(values.array._pa_array).combine_chunks()  # noqa: SLF001
+        lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    else:
+        seqs = [() if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values]
+        lens = np.fromiter(map(len, seqs), np.int64, count=n_rows)
+        flat = (
+            np.concatenate([np.asarray(v, np.float32).ravel() for v in seqs])
+            if lens.sum()
+            else np.zeros(0, np.float32)
+        )
+    n = length or int(lens.max(initial=0))
+    out = np.zeros((n_rows, n), dtype=np.float32)
+    if not len(flat) or not n:
+        return out
+    row = np.repeat(np.arange(n_rows), lens)
+    pos = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+    col = n - lens[row] + pos
+    keep = col >= 0
+    out[row[keep], col[keep]] = np.nan_to_num(flat[keep])
     return out
 
 

@@ -32,6 +32,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 import torch
+from scipy import sparse
 from torch import nn
 
 from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
@@ -89,6 +90,7 @@ class RecsConfig:
     cutoff_spacing_weeks: int = 4
     cooccurrence_weeks: int = 52
     max_basket_lines: int = 60
+    min_item_baskets: int = 3
     seed: int = 7
 
     def to_dict(self) -> dict[str, Any]:
@@ -279,36 +281,41 @@ def item_stats(
 
 
 def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Top co-purchased items per item: ``P(j in basket | i in basket)`` over invoices."""
+    """Top co-purchased items per item: smoothed ``P(j in basket | i in basket)`` over invoices.
+
+    Only items in at least ``config.min_item_baskets`` multi-item baskets take part (rarer items
+    get no neighbours and are nobody's neighbour): the co-occurrence matrix stays sparse
+    (float32, CSR) and is never densified, so memory follows the number of co-purchased pairs,
+    not the square of the catalogue.
+    """
     k = config.neighbours
+    nbr_idx = np.full((n, k), -1, np.int64)
+    nbr_val = np.zeros((n, k), np.float32)
     baskets = past.drop_duplicates(["invoice", "item"])
     sizes = baskets.groupby("invoice")["item"].transform("size")
     baskets = baskets[(sizes >= 2) & (sizes <= config.max_basket_lines)]
-    nbr_idx = np.full((n, k), -1, np.int64)
-    nbr_val = np.zeros((n, k), np.float32)
+    item = baskets["item"].to_numpy()
+    support = np.bincount(item, minlength=n)
+    baskets = baskets[support[item] >= config.min_item_baskets]
     if baskets.empty:
         return nbr_idx, nbr_val
     inv = pd.factorize(baskets["invoice"])[0]
-    x = torch.sparse_coo_tensor(
-        torch.from_numpy(np.stack([inv, baskets["item"].to_numpy()])),
-        torch.ones(len(baskets)),
-        size=(int(inv.max()) + 1, n),
-    ).coalesce()
-    co = torch.sparse.mm(x.t().coalesce(), x).coalesce()
-    ij = co.indices()
-    v = co.values()
-    counts = torch.zeros(n)
-    diag = ij[0] == ij[1]
-    counts[ij[0][diag]] = v[diag]
-    off = ~diag
-    i, j, v = ij[0][off], ij[1][off], v[off]
-    prob = v / (counts[i] + 3.0)  # smoothed P(j | i)
-    dense = torch.zeros(n, n)
-    dense[i, j] = prob
-    top = torch.topk(dense, k=min(k, n), dim=1)
-    nbr_idx[:, : top.indices.shape[1]] = top.indices.numpy()
-    nbr_val[:, : top.values.shape[1]] = top.values.numpy()
-    nbr_idx[nbr_val <= 0] = -1
+    item = baskets["item"].to_numpy()
+    x = sparse.csr_matrix(
+        (np.ones(len(item), np.float32), (inv, item)), shape=(int(inv.max()) + 1, n)
+    )
+    co = (x.T @ x).tocoo()
+    counts = np.bincount(item, minlength=n).astype(np.float32)
+    off = co.row != co.col
+    i, j = co.row[off], co.col[off]
+    prob = co.data[off] / (counts[i] + 3.0)  # smoothed P(j | i)
+    order = np.lexsort((j, -prob, i))  # per item, most likely neighbour first (ties: lower row)
+    i, j, prob = i[order], j[order], prob[order]
+    first = np.searchsorted(i, i, side="left")
+    rank = np.arange(len(i)) - first
+    top = rank < k
+    nbr_idx[i[top], rank[top]] = j[top]
+    nbr_val[i[top], rank[top]] = prob[top]
     return nbr_idx, nbr_val
 
 

@@ -40,6 +40,7 @@ class Context:
     source: Any  # FeatureSource-like (FeatureRepo)
     data_end: pd.Timestamp  # Monday after the last complete week
     timings: dict[str, float] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict)  # results computed once per run
 
 
 def monday(ts: pd.Timestamp | str) -> pd.Timestamp:

@@ -11,6 +11,7 @@ from shelfops.data.consent import drop_opted_out, opted_out_count
 from shelfops.evaluation.scoring import score_recs
 from shelfops.features.definitions import RECS_SERVICE
 from shelfops.models.recs import (
+    ItemStats,
     RecsConfig,
     RecsModel,
     TrainingSlice,
@@ -31,6 +32,31 @@ def buyers_before(lines: pd.DataFrame, at: pd.Timestamp) -> set[str]:
     )
 
 
+def stats_at(
+    ctx: Context, lines: pd.DataFrame, items: list[str], at: pd.Timestamp, config: RecsConfig
+) -> ItemStats:
+    """Item statistics as of ``at``, computed once per run and moment.
+
+    Training cutoffs, the refit and the evaluation origins revisit the same moments; the
+    statistics read only lines before ``at``, so they are the same every time.
+
+    Args:
+        ctx: Data context (holds the memo).
+        lines: Purchase lines (any lines on or after ``at`` are ignored).
+        items: The item vocabulary.
+        at: The moment.
+        config: Neighbour counts and windows.
+
+    Returns:
+        The statistics.
+    """
+    key = ("item_stats", at, hash(tuple(items)), tuple(sorted(config.to_dict().items())))
+    if key not in ctx.memo:
+        ctx.memo[key] = item_stats(lines, ctx.products, at, items, config)
+    stats: ItemStats = ctx.memo[key]
+    return stats
+
+
 def recs_slice(
     ctx: Context,
     lines: pd.DataFrame,
@@ -48,7 +74,7 @@ def recs_slice(
     rows = drop_opted_out(recs_rows(ctx, sorted(targets), at))
     allowed = set(rows["customer_id"].astype(str))
     targets = {c: t for c, t in targets.items() if c in allowed}
-    stats = item_stats(lines, ctx.products, at, items, config)
+    stats = stats_at(ctx, lines, items, at, config)
     return TrainingSlice(cutoff=at, rows=rows, stats=stats, targets=targets)
 
 
@@ -90,7 +116,7 @@ def train_recs(
     val, _ = score_recs(lines, valid, m1, customers=ctx.customers)
     say(f"recs: best epoch {m1.history['best_epoch']}, refitting to the cutoff")
     refit = [valid, *[recs_slice(ctx, lines, items, c, cutoff, config) for c in cuts[1:]]]
-    final_stats = item_stats(lines, ctx.products, cutoff, items, config)
+    final_stats = stats_at(ctx, lines, items, cutoff, config)
     model = fit_recs(
         refit, final_stats, features, config, epochs=max(1, int(m1.history["best_epoch"]))
     )
