@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from shelfops.data.consent import personalizable_customers
 from shelfops.data.parquet import write_parquet_us
@@ -123,8 +124,47 @@ def _rolling(mat: np.ndarray, window: int, valid: np.ndarray, fn: str) -> np.nda
     return out
 
 
-def product_weekly_features(panel: pd.DataFrame) -> pd.DataFrame:
-    """The ``demand_v1`` feature rows: one per product-week, stamped the Monday after the week."""
+def float_lists(matrix: np.ndarray) -> pd.arrays.ArrowExtensionArray:
+    """One float32 list per matrix row as an Arrow column (no Python object per row).
+
+    Args:
+        matrix: ``(rows, length)`` values.
+
+    Returns:
+        A pandas column backed by an Arrow ``list<float>`` array.
+    """
+    flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).ravel())
+    offsets = pa.array(np.arange(matrix.shape[0] + 1, dtype=np.int32) * matrix.shape[1])
+    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, flat))
+
+
+#: Weeks of planned promotions each ``demand_v1`` row carries (known ahead of the forecast).
+PROMOTION_WEEKS_AHEAD = 13
+
+
+def _promotions_ahead(
+    promotions: pd.DataFrame, codes: np.ndarray, weeks: np.ndarray, column: str
+) -> np.ndarray:
+    """``(products, weeks + ahead)`` matrix of a planned promotion count, zero when none."""
+    n_p, n_w = len(codes), len(weeks)
+    out = np.zeros((n_p, n_w + PROMOTION_WEEKS_AHEAD), dtype=np.float32)
+    start = pd.Timestamp(weeks[0])
+    p_idx = pd.Index(codes).get_indexer(promotions["stock_code"].astype(str))
+    w_idx = ((pd.to_datetime(promotions["week_start"]) - start).dt.days // 7).to_numpy()
+    ok = (p_idx >= 0) & (w_idx >= 0) & (w_idx < out.shape[1])
+    out[p_idx[ok], w_idx[ok]] = promotions[column].to_numpy(dtype=np.float32)[ok]
+    return out
+
+
+def product_weekly_features(
+    panel: pd.DataFrame, promotions: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The ``demand_v1`` feature rows: one per product-week, stamped the Monday after the week.
+
+    ``display_stores_ahead`` and ``mailer_stores_ahead`` hold the planned promotions of the
+    :data:`PROMOTION_WEEKS_AHEAD` weeks from the stamp on (known-ahead inputs: a retailer plans
+    its displays and mailers before the weeks they run); zeros without a promotions table.
+    """
     if panel.empty:
         return pd.DataFrame()
     codes = panel["stock_code"].astype(str).unique()
@@ -158,6 +198,14 @@ def product_weekly_features(panel: pd.DataFrame) -> pd.DataFrame:
     same_week_ly = windows[:, :, 0]  # 51 weeks before t = 52 weeks before the next week
     rows_p, rows_w = np.nonzero(valid)
     stamp = pd.DatetimeIndex(weeks[rows_w]) + pd.Timedelta(days=7)
+    if promotions is None or promotions.empty:  # none planned: empty lists
+        display = mailer = float_lists(np.zeros((len(rows_p), 0), np.float32))
+    else:
+        ahead = rows_w[:, None] + 1 + np.arange(PROMOTION_WEEKS_AHEAD)[None, :]
+        d_all = _promotions_ahead(promotions, codes, weeks, "display_stores")
+        m_all = _promotions_ahead(promotions, codes, weeks, "mailer_stores")
+        display = float_lists(d_all[rows_p[:, None], ahead])
+        mailer = float_lists(m_all[rows_p[:, None], ahead])
     return pd.DataFrame(
         {
             "stock_code": codes[rows_p],
@@ -169,13 +217,15 @@ def product_weekly_features(panel: pd.DataFrame) -> pd.DataFrame:
             "units_same_week_last_year": np.where(
                 rows_w - first[rows_p] >= 51, same_week_ly[rows_p, rows_w], 0.0
             ).astype("float32"),
-            "units_history_52w": list(windows[rows_p, rows_w].astype("float32")),
+            "units_history_52w": float_lists(windows[rows_p, rows_w]),
             "zero_share_13w": zero13[rows_p, rows_w].astype("float32"),
             "weeks_since_first_sale": (rows_w - first[rows_p] + 1).astype("int64"),
             "avg_price_last_week": np.nan_to_num(price[rows_p, rows_w]).astype("float32"),
             "price_ratio_13w": ratio[rows_p, rows_w].astype("float32"),
             "markdown_weeks_13w": np.round(markdown_weeks[rows_p, rows_w]).astype("int64"),
             "revenue_13w": rev13[rows_p, rows_w].astype("float32"),
+            "display_stores_ahead": display,
+            "mailer_stores_ahead": mailer,
         }
     )
 
@@ -413,7 +463,7 @@ def build_feature_tables(clean: dict[str, pd.DataFrame], features_dir: Path) -> 
         features_dir / "product_catalog.parquet",
     )
     tables = {
-        paths.product_weekly: product_weekly_features(panel),
+        paths.product_weekly: product_weekly_features(panel, clean.get("promotions")),
         paths.customer_behaviour: customer_behaviour_features(
             tx, clean["customers"], clean["products"], panel
         ),

@@ -66,6 +66,8 @@ def build_definitions(features_dir: Path) -> list[object]:
             Field(name="price_ratio_13w", dtype=Float32),
             Field(name="markdown_weeks_13w", dtype=Int64),
             Field(name="revenue_13w", dtype=Float32),
+            Field(name="display_stores_ahead", dtype=Array(Float32)),
+            Field(name="mailer_stores_ahead", dtype=Array(Float32)),
         ],
         source=FileSource(
             name="product_weekly_source",

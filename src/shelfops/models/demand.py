@@ -55,11 +55,14 @@ class DemandConfig:
     max_train_rows: int = 150_000
     seed: int = 7
     holiday_weeks: tuple[int, ...] = field(default=(46, 47, 48, 49, 50, 51, 52))
+    #: Per-target-week inputs known ahead (arrays starting at the origin's week).
+    ahead_features: tuple[str, ...] = ("display_stores_ahead", "mailer_stores_ahead")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able copy."""
         d = asdict(self)
         d["holiday_weeks"] = list(self.holiday_weeks)
+        d["ahead_features"] = list(self.ahead_features)
         return d
 
     @classmethod
@@ -67,6 +70,7 @@ class DemandConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["holiday_weeks"] = tuple(d.get("holiday_weeks", ()))
+        d["ahead_features"] = tuple(d.get("ahead_features", ()))
         return cls(**d)
 
 
@@ -136,6 +140,7 @@ class DemandEncoder:
     history_len: int = 52
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    ahead_features: list[str] = field(default_factory=list)
 
     def fit(self, df: pd.DataFrame) -> DemandEncoder:
         """Learn which features are scalars and their standardisation from training rows.
@@ -154,6 +159,7 @@ class DemandEncoder:
         ]
         hist = df[cfg.history_feature]
         self.history_len = int(max((len(v) for v in hist if v is not None), default=52))
+        self.ahead_features = [f for f in cfg.ahead_features if f in self.features and f in df]
         raw = self._scalars(df, self._scale(df))
         self.mean = [float(x) for x in np.nanmean(raw, axis=0)] if raw.size else []
         self.std = [float(x) + 1e-3 for x in np.nanstd(raw, axis=0)] if raw.size else []
@@ -219,6 +225,13 @@ class DemandEncoder:
         ma13 = hist[:, -13:].mean(axis=1, keepdims=True)
         season_ratio = (ly3 + 0.1) / (ref + 0.1)
         step_onehot = np.broadcast_to(np.eye(h, dtype=np.float32), (len(df), h, h))
+        # Known-ahead inputs (planned displays, mailers) for each target week.
+        ahead = [
+            np.log1p(np.maximum(_array_column(df[f], max(h, 1))[:, :h], 0.0))
+            if f in df
+            else np.zeros((len(df), h), np.float32)
+            for f in self.ahead_features
+        ]
         step_feats = np.concatenate(
             [
                 np.stack(
@@ -231,6 +244,7 @@ class DemandEncoder:
                         np.log1p(ly),
                         np.log1p(ly3),
                         np.log(season_ratio),
+                        *ahead,
                     ],
                     axis=2,
                 ),
@@ -265,6 +279,7 @@ class DemandEncoder:
             "history_len": self.history_len,
             "mean": self.mean,
             "std": self.std,
+            "ahead_features": self.ahead_features,
         }
 
     @classmethod
@@ -277,6 +292,7 @@ class DemandEncoder:
             history_len=int(d["history_len"]),
             mean=list(d["mean"]),
             std=list(d["std"]),
+            ahead_features=list(d.get("ahead_features", [])),
         )
 
 
@@ -517,7 +533,7 @@ class DemandModel:
 
 def _build_net(enc: DemandEncoder, cfg: DemandConfig) -> DemandNet:
     n_scalars = len(enc.scalar_features) + 1
-    n_step = 8 + cfg.horizon
+    n_step = 8 + len(enc.ahead_features) + cfg.horizon
     return DemandNet(enc.history_len, n_scalars, n_step, 5, cfg.horizon, cfg.hidden, cfg.context)
 
 
