@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from shelfops.data.consent import personalizable_customers
-from shelfops.data.parquet import write_parquet_us
+from shelfops.data.parquet import write_parquet_parts, write_parquet_us
 
 HISTORY_WEEKS = 52
 TOP_ITEMS = 30
@@ -193,7 +194,8 @@ def product_weekly_features(
     rev13 = _rolling(revenue, 13, valid, "mean") * np.minimum(
         13, np.arange(n_w)[None, :] - first[:, None] + 1
     )
-    padded = np.pad(units, ((0, 0), (HISTORY_WEEKS - 1, 0)))
+    # float32 before the per-row gather: the (rows, 52) history is the biggest thing built here.
+    padded = np.pad(units.astype(np.float32), ((0, 0), (HISTORY_WEEKS - 1, 0)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, HISTORY_WEEKS, axis=1)
     same_week_ly = windows[:, :, 0]  # 51 weeks before t = 52 weeks before the next week
     rows_p, rows_w = np.nonzero(valid)
@@ -443,6 +445,26 @@ class FeatureTables:
     product_catalog: Path
 
 
+#: Products per block of ``product_weekly`` rows built and written at once.
+PRODUCTS_PER_PART = 8000
+
+
+def product_blocks(panel: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    """The panel's rows in blocks of at most ``size`` products (a product never spans two).
+
+    Args:
+        panel: Weekly panel.
+        size: Products per block.
+
+    Yields:
+        Panel rows of each block, in product order of first appearance.
+    """
+    codes, _ = pd.factorize(panel["stock_code"])
+    block = codes // size
+    for b in range(int(block.max(initial=-1)) + 1):
+        yield panel[block == b]
+
+
 def build_feature_tables(clean: dict[str, pd.DataFrame], features_dir: Path) -> FeatureTables:
     """Compute and write every feature table from the clean tables.
 
@@ -462,16 +484,27 @@ def build_feature_tables(clean: dict[str, pd.DataFrame], features_dir: Path) -> 
         features_dir / "customer_consent.parquet",
         features_dir / "product_catalog.parquet",
     )
+    # The product-week rows (each with a 52-week history) are the biggest table: they are
+    # computed and written a block of products at a time (every feature is per product).
+    tmp = paths.product_weekly.with_suffix(".tmp.parquet")
+    parts = (
+        product_weekly_features(part, clean.get("promotions"))
+        for part in product_blocks(panel, PRODUCTS_PER_PART)
+    )
+    write_parquet_parts(parts, tmp)
+    if tmp.exists():
+        tmp.replace(paths.product_weekly)
+    else:  # no sales at all: an empty table with no columns, as before
+        write_parquet_us(pd.DataFrame(), paths.product_weekly)
     tables = {
-        paths.product_weekly: product_weekly_features(panel, clean.get("promotions")),
-        paths.customer_behaviour: customer_behaviour_features(
+        paths.customer_behaviour: lambda: customer_behaviour_features(
             tx, clean["customers"], clean["products"], panel
         ),
-        paths.customer_consent: customer_consent_features(clean["customers"]),
-        paths.product_catalog: product_catalog_features(clean["products"], panel),
+        paths.customer_consent: lambda: customer_consent_features(clean["customers"]),
+        paths.product_catalog: lambda: product_catalog_features(clean["products"], panel),
     }
-    for path, frame in tables.items():
+    for path, make in tables.items():
         tmp = path.with_suffix(".tmp.parquet")
-        write_parquet_us(frame, tmp)
+        write_parquet_us(make(), tmp)
         tmp.replace(path)
     return paths

@@ -53,6 +53,9 @@ class DemandConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-5
     max_train_rows: int = 150_000
+    #: Loss of the point forecast: Tweedie deviance with this power (1: Poisson; between 1
+    #: and 2: compound Poisson-gamma, for intermittent counts); 0: squared error.
+    tweedie_power: float = 1.5
     seed: int = 7
     holiday_weeks: tuple[int, ...] = field(default=(46, 47, 48, 49, 50, 51, 52))
     #: Per-target-week inputs known ahead (arrays starting at the origin's week).
@@ -103,7 +106,7 @@ def _array_column(values: pd.Series, length: int | None = None) -> np.ndarray:
     """
     n_rows = len(values)
     if isinstance(values.dtype, pd.ArrowDtype):
-        arr = pa.chunked_array(values.array._pa_array).combine_chunks()  # noqa: SLF001
+        arr = pa.array(values)
         lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     else:
@@ -347,9 +350,26 @@ class DemandNet(nn.Module):
         return torch.stack([point, lo, p50, hi], dim=2)
 
 
-def _loss(out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _point_loss(mu: torch.Tensor, y: torch.Tensor, power: float) -> torch.Tensor:
+    """Per-cell loss of the point forecast: squared error, or Tweedie deviance for ``power``.
+
+    The Tweedie negative log-likelihood (``1 < power < 2``: a compound Poisson-gamma, i.e. a
+    count that is often zero) is minimised by the conditional mean, like squared error, but it
+    does not let a few large weeks of intermittent products dominate the fit.
+    """
+    if power <= 0:
+        return (mu - y) ** 2 * 0.5
+    mu = mu.clamp(min=1e-3)
+    if power == 1.0:
+        return mu - y * torch.log(mu)
+    return -y * mu.pow(1 - power) / (1 - power) + mu.pow(2 - power) / (2 - power)
+
+
+def _loss(
+    out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, w: torch.Tensor, power: float = 0.0
+) -> torch.Tensor:
     y = y.clamp(max=_CLIP)
-    per = (out[..., 0] - y) ** 2 * 0.5
+    per = _point_loss(out[..., 0], y, power)
     for i, q in enumerate(QUANTILES):
         d = y - out[..., i + 1]
         per = per + torch.maximum(q * d, (q - 1) * d)
@@ -629,7 +649,7 @@ def fit_demand(
         for s in range(0, len(rows), cfg.batch_size):
             b = perm[s : s + cfg.batch_size]
             xb = {k: v[b] for k, v in x.items()}
-            loss = _loss(net(xb), ys[b], ms[b], ws[b])
+            loss = _loss(net(xb), ys[b], ms[b], ws[b], cfg.tweedie_power)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -640,7 +660,7 @@ def fit_demand(
         if vx is not None and vy is not None and vm is not None and vw is not None:
             net.eval()
             with torch.no_grad():
-                vl = float(_loss(net(vx), vy, vm, vw))
+                vl = float(_loss(net(vx), vy, vm, vw, cfg.tweedie_power))
             val_losses.append(vl)
             if stopper.step(vl, epoch + 1, net):
                 break
