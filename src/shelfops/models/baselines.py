@@ -6,7 +6,7 @@ forecast origin; recommendation baselines read purchase lines strictly before th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -322,8 +322,7 @@ def baseline_from_features(
     """A demand baseline forecast computed from one ``demand_v1`` feature row.
 
     Serving uses this as the fallback when the model's inputs cannot be read fresh; it matches
-    :func:`demand_baselines` (``units_history_52w`` holds the 52 weeks before the origin, oldest
-    first, so the seasonal-naive value for step ``s`` is its ``s``-th entry).
+    :func:`demand_baselines` (see :func:`baselines_from_columns`).
 
     Args:
         name: One of :data:`DEMAND_BASELINES`.
@@ -334,22 +333,52 @@ def baseline_from_features(
     Returns:
         ``horizon`` non-negative forecasts.
     """
-    naive = float(row.get("units_last_week") or 0.0)
+    cols = {k: [v] for k, v in row.items()}
+    return baselines_from_columns(name, cols, horizon, history_weeks)[0]
+
+
+def _column(cols: Mapping[str, Any], name: str, n: int) -> np.ndarray:
+    values = cols.get(name)
+    if values is None:
+        return np.zeros(n)
+    out = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
+    return np.nan_to_num(out)
+
+
+def baselines_from_columns(
+    name: str, cols: Mapping[str, Any], horizon: int, history_weeks: int = 52
+) -> np.ndarray:
+    """A demand baseline forecast for each ``demand_v1`` row, from the rows' features.
+
+    It matches :func:`demand_baselines`: ``units_history_52w`` holds the 52 weeks before the
+    origin, oldest first, so the seasonal-naive value for step ``s`` is its ``s``-th entry
+    (products younger than a year get the naive forecast).
+
+    Args:
+        name: One of :data:`DEMAND_BASELINES`.
+        cols: Feature columns (name to one value per row): a frame or a mapping of sequences.
+        horizon: Weeks to forecast.
+        history_weeks: Length of the history feature.
+
+    Returns:
+        ``(rows, horizon)`` non-negative forecasts.
+    """
+    n = len(cols) if isinstance(cols, pd.DataFrame) else len(next(iter(cols.values()), []))
+    naive = _column(cols, "units_last_week", n)
     if name == "ma4":
-        level = float(row.get("units_mean_4w") or 0.0)
+        level = _column(cols, "units_mean_4w", n)
     elif name == "ma13":
-        level = float(row.get("units_mean_13w") or 0.0)
-    elif name == "seasonal_naive":
-        raw = row.get("units_history_52w")
-        history = [] if raw is None else list(raw)
-        age = int(row.get("weeks_since_first_sale") or 0)
-        if age >= history_weeks and len(history) >= history_weeks:
-            season = np.asarray(history, float)
-            steps = np.arange(horizon) % history_weeks
-            return np.maximum(season[steps], 0.0)
-        level = naive
-    elif name == "naive":
+        level = _column(cols, "units_mean_13w", n)
+    elif name in ("naive", "seasonal_naive"):
         level = naive
     else:
         raise ValueError(f"unknown demand baseline {name!r}; expected one of {DEMAND_BASELINES}")
-    return np.full(horizon, max(level, 0.0))
+    out = np.repeat(np.maximum(level, 0.0)[:, None], horizon, axis=1)
+    if name == "seasonal_naive":
+        age = _column(cols, "weeks_since_first_sale", n)
+        steps = np.arange(horizon) % history_weeks
+        for i, raw in enumerate(cols.get("units_history_52w", [None] * n)):
+            history = [] if raw is None else list(raw)
+            if age[i] >= history_weeks and len(history) >= history_weeks:
+                out[i] = np.maximum(np.asarray(history, float)[steps], 0.0)
+    return out

@@ -280,6 +280,10 @@ def item_stats(
     )
 
 
+#: Items whose co-purchases are computed at once (bounds the memory of :func:`_neighbours`).
+_NEIGHBOUR_BLOCK = 2048
+
+
 def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndarray, np.ndarray]:
     """Top co-purchased items per item: smoothed ``P(j in basket | i in basket)`` over invoices.
 
@@ -304,18 +308,23 @@ def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndar
     x = sparse.csr_matrix(
         (np.ones(len(item), np.float32), (inv, item)), shape=(int(inv.max()) + 1, n)
     )
-    co = (x.T @ x).tocoo()
+    xt = x.T.tocsr()  # items x invoices
     counts = np.bincount(item, minlength=n).astype(np.float32)
-    off = co.row != co.col
-    i, j = co.row[off], co.col[off]
-    prob = co.data[off] / (counts[i] + 3.0)  # smoothed P(j | i)
-    order = np.lexsort((j, -prob, i))  # per item, most likely neighbour first (ties: lower row)
-    i, j, prob = i[order], j[order], prob[order]
-    first = np.searchsorted(i, i, side="left")
-    rank = np.arange(len(i)) - first
-    top = rank < k
-    nbr_idx[i[top], rank[top]] = j[top]
-    nbr_val[i[top], rank[top]] = prob[top]
+    rows = np.flatnonzero(counts > 0)
+    # A block of items at a time: memory follows the block's co-purchased pairs.
+    for lo in range(0, len(rows), _NEIGHBOUR_BLOCK):
+        block = rows[lo : lo + _NEIGHBOUR_BLOCK]
+        co = (xt[block] @ x).tocoo()
+        i, j = block[co.row], co.col
+        off = i != j
+        i, j = i[off], j[off]
+        prob = co.data[off] / (counts[i] + 3.0)  # smoothed P(j | i)
+        order = np.lexsort((j, -prob, i))  # per item, most likely first (ties: lower row)
+        i, j, prob = i[order], j[order], prob[order]
+        rank = np.arange(len(i)) - np.searchsorted(i, i, side="left")
+        top = rank < k
+        nbr_idx[i[top], rank[top]] = j[top]
+        nbr_val[i[top], rank[top]] = prob[top]
     return nbr_idx, nbr_val
 
 
@@ -422,11 +431,9 @@ def build_candidates(
     hist, counts, last = customer_history(rows, stats, config)
     n, t = hist.shape
     valid_h = hist >= 0
-    # Co-purchase scores over the whole catalogue, via each history item's neighbour list.
+    # Co-purchase scores via each history item's neighbour list, kept sparse: one entry per
+    # (customer, item) reached, never a customers x catalogue matrix.
     w = np.where(valid_h, np.log1p(counts), 0.0).astype(np.float32)
-    co = np.zeros((n, n_items), np.float32)
-    src_best = np.zeros((n, n_items), np.float32)
-    src_item = np.full((n, n_items), -1, np.int64)
     rows_idx = np.repeat(np.arange(n), t)
     h_flat = hist.ravel()
     w_flat = w.ravel()
@@ -438,23 +445,28 @@ def build_candidates(
     good = jj >= 0
     rr, jj, vv = rr[good], jj[good], vv[good]
     hh = np.repeat(h_flat[ok], nb.shape[1])[good]
-    np.add.at(co, (rr, jj), vv)
-    order = np.argsort(vv, kind="stable")  # ascending, so the largest contribution wins
-    src_best[rr[order], jj[order]] = vv[order]
-    src_item[rr[order], jj[order]] = hh[order]
+    pair_key, group = np.unique(rr.astype(np.int64) * n_items + jj, return_inverse=True)
+    pair_co = np.bincount(group, weights=vv, minlength=len(pair_key)).astype(np.float32)
+    order = np.lexsort((vv, group))  # per pair, its largest single contribution last
+    last_in_group = np.r_[group[order][1:] != group[order][:-1], True] if len(order) else order
+    strongest = order[last_in_group.astype(bool)] if len(order) else order
+    pair_best, pair_src = vv[strongest], hh[strongest]
+    pair_row, pair_item = pair_key // max(n_items, 1), pair_key % max(n_items, 1)
     rec = stats.recommendable
-    co_masked = np.where(rec[None, :], co, 0.0)
-    popular = stats.popular_order()[: config.popular_candidates]
+    usable = rec[pair_item] & (pair_co > 0)
+    u_row, u_item, u_co = pair_row[usable], pair_item[usable], pair_co[usable]
+    by_score = np.lexsort((u_item, -u_co, u_row))
+    u_row, u_item = u_row[by_score], u_item[by_score]
     k_co = min(config.co_candidates, n_items)
-    co_top = (
-        np.argpartition(-co_masked, k_co - 1, axis=1)[:, :k_co]
-        if n_items
-        else np.zeros((n, 0), np.int64)
+    co_rank = np.arange(len(u_row)) - np.searchsorted(u_row, u_row, side="left")
+    co_top_rows = np.split(
+        u_item[co_rank < k_co], np.searchsorted(u_row[co_rank < k_co], np.arange(1, n))
     )
+    popular = stats.popular_order()[: config.popular_candidates]
     cand_lists: list[np.ndarray] = []
     for r in range(n):
         own = hist[r][valid_h[r]]
-        cset = np.concatenate([own, co_top[r][co_masked[r, co_top[r]] > 0], popular])
+        cset = np.concatenate([own, co_top_rows[r], popular])
         _, first = np.unique(cset, return_index=True)
         cset = cset[np.sort(first)]
         cand_lists.append(cset[rec[cset]])
@@ -489,8 +501,11 @@ def build_candidates(
     pop13 = stats.pop13[safe]
     pop52 = stats.pop52[safe]
     trend = np.log((pop4 + 1.0) / (pop13 / 3.25 + 1.0))
-    co_score = np.take_along_axis(co, safe, 1)
-    co_max = np.take_along_axis(src_best, safe, 1)
+    cand_key = np.arange(n, dtype=np.int64)[:, None] * n_items + safe
+    at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
+    found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros((n, c), bool)
+    co_score = np.where(found, pair_co[at] if len(pair_key) else 0.0, 0.0)
+    co_max = np.where(found, pair_best[at] if len(pair_key) else 0.0, 0.0)
     fav = np.array(
         [_text(v) for v in rows[config.favourite_feature]]
         if config.favourite_feature in rows
@@ -523,7 +538,7 @@ def build_candidates(
         axis=2,
     ).astype(np.float32)
     feats = np.where(mask[..., None], feats, 0.0).astype(np.float32)
-    co_src = np.take_along_axis(src_item, safe, 1)
+    co_src = np.where(found, pair_src[at] if len(pair_key) else -1, -1)
     return CandidateBatch(
         customer_ids=[str(c) for c in rows["customer_id"]],
         items=torch.from_numpy(items),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from shelfops.features.definitions import RECS_SERVICE
-from shelfops.models.recs import RecsConfig, item_stats, purchase_lines
+from shelfops.models.recs import RecsConfig, _neighbours, item_stats, purchase_lines
 from shelfops.predictors.recs import RecsPredictor
 from shelfops.training.context import Context
 from shelfops.training.recs import train_recs
@@ -172,3 +172,17 @@ def test_cold_start_and_discontinued(trained: dict[str, Any]) -> None:
         model.stats = saved
     assert len(recs["stranger"]) == 10
     assert all(gone not in [r["stock_code"] for r in v] for v in recs.values())
+
+
+def test_neighbours_are_smoothed_co_purchase_rates_of_supported_items() -> None:
+    """Hand example: P(j | i) = co-baskets / (baskets with i + 3); items in < 3 baskets drop out."""
+    baskets = [["x", "y"], ["x", "y"], ["x", "z"], ["x", "y"], ["y", "w"], ["q", "x"]]
+    past = pd.DataFrame(
+        [{"invoice": f"i{b}", "item": it} for b, items in enumerate(baskets) for it in items]
+    )
+    past["item"] = past["item"].map({"x": 0, "y": 1, "z": 2, "w": 3, "q": 4})
+    idx, val = _neighbours(past, 5, RecsConfig(neighbours=2, min_item_baskets=3))
+    # x is in 5 baskets, y in 4: z, w, q (1 basket each) are neither rows nor neighbours.
+    assert idx[0].tolist() == [1, -1] and val[0, 0] == pytest.approx(3 / (5 + 3))
+    assert idx[1].tolist() == [0, -1] and val[1, 0] == pytest.approx(3 / (4 + 3))
+    assert (idx[2:] == -1).all() and (val[2:] == 0).all()
