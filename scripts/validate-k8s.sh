@@ -141,20 +141,34 @@ for values in "${scenarios[@]}"; do
 done
 
 # --------------------------------------------------------------------------- manifests
-step "splitting rendered manifests into core kinds and custom resources"
+step "splitting rendered manifests into core kinds and custom resources; engine InferenceServices"
 "$PY" - "$WORK/rendered" "$WORK/split" <<'PY'
-"""Split each rendered file into core kinds (for kubernetes-validate) and custom resources."""
+"""Split each rendered file into core kinds (for kubernetes-validate) and custom resources.
+
+The InferenceService spec has one owner, the rollout engine: the chart must render none. The
+engine's objects, built from the rendered inputs ConfigMap by the one builder (what a first
+`shelfops rollout deploy` creates), join the custom resources validated against the schema.
+"""
 import pathlib
 import sys
 
 import yaml
 
+from shelfops.rollout.inferenceservice import first_revisions
+
 src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 CUSTOM_GROUPS = ("serving.kserve.io/", "monitoring.coreos.com/")
 for rendered in sorted(src.glob("*.yaml")):
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
+    written = [d["metadata"]["name"] for d in docs if d.get("kind") == "InferenceService"]
+    if written:
+        sys.exit(f"validate-k8s: ERROR: {rendered.stem}: the chart renders InferenceService(s) "
+                 f"{written}; the rollout engine owns that spec (render its inputs instead)")
     core = [d for d in docs if not str(d.get("apiVersion", "")).startswith(CUSTOM_GROUPS)]
     custom = [d for d in docs if d not in core]
+    inputs = [d for d in core if d.get("kind") == "ConfigMap"
+              and d["metadata"]["name"].endswith("-inference")]
+    custom += [isvc for configmap in inputs for isvc in first_revisions(configmap)]
     (out / "core").mkdir(parents=True, exist_ok=True)
     (out / "custom").mkdir(parents=True, exist_ok=True)
     (out / "core" / rendered.name).write_text(yaml.safe_dump_all(core, sort_keys=False))
@@ -334,6 +348,6 @@ END=$(date +%s)
 echo
 echo "validate-k8s: OK in $((END - START))s"
 echo "  chart:     helm lint --strict + helm template for default and ${#scenarios[@]} scenario(s): $(for s in "${scenarios[@]}"; do basename "$s" -values.yaml; done | paste -sd, -)"
-echo "  manifests: kubernetes-validate --strict on Kubernetes ${K8S_VERSIONS[*]}; custom resources against $SCHEMAS_DIR"
+echo "  manifests: kubernetes-validate --strict on Kubernetes ${K8S_VERSIONS[*]}; custom resources and the engine's InferenceServices (from the chart's inputs) against $SCHEMAS_DIR"
 echo "  workflows: ${#workflows[@]} checked with the GitHub workflow schema and actionlint"
 echo "  shell:     ${#shell_files[@]} script(s) and ${#run_blocks[@]} workflow run block(s) with shellcheck"

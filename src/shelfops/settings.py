@@ -108,8 +108,8 @@ class MonitorSettings(BaseSettings):
 class RolloutSettings(BaseSettings):
     """Canary steps, Locust gate thresholds and runtime wiring for ``shelfops rollout``.
 
-    Read from ``SHELFOPS_ROLLOUT_*``; the namespace and image prefix also accept the
-    ``SHELFOPS_NAMESPACE`` / ``SHELFOPS_IMAGE_PREFIX`` names the CD workflow sets.
+    Read from ``SHELFOPS_ROLLOUT_*``; the namespace also accepts the ``SHELFOPS_NAMESPACE`` name
+    the CD workflow sets.
     """
 
     model_config = SettingsConfigDict(
@@ -161,10 +161,10 @@ class RolloutSettings(BaseSettings):
         validation_alias=AliasChoices("SHELFOPS_ROLLOUT_NAMESPACE", "SHELFOPS_NAMESPACE"),
         description="Kubernetes namespace of the InferenceServices.",
     )
-    image_prefix: str = Field(
-        "ghcr.io/shelfops",
-        validation_alias=AliasChoices("SHELFOPS_ROLLOUT_IMAGE_PREFIX", "SHELFOPS_IMAGE_PREFIX"),
-        description="Registry prefix of the Bento images (<prefix>/shelfops-<model>:<version>).",
+    inputs_configmap: str = Field(
+        "shelfops-inference",
+        description="ConfigMap the Helm chart renders with each model's InferenceService inputs "
+        "(image repository, resources, env, ...): '<release fullname>-inference'.",
     )
     kubeconfig: Path | None = Field(None, description="kubeconfig file (default ~/.kube/config).")
     kube_context: str | None = Field(None, description="kubeconfig context to use.")

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from shelfops.containers.pods import Cluster, docker
+from shelfops.rollout.inferenceservice import first_revisions
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "shelfops"
@@ -43,7 +44,12 @@ def image_overrides() -> list[str]:
 
 
 def render(*values_files: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """``helm template`` of the chart with the local images, values files and ``--set``s."""
+    """``helm template`` of the chart with the local images, values files and ``--set``s.
+
+    The chart renders no InferenceService (the rollout engine owns the spec): the engine's
+    objects, built from the rendered inputs ConfigMap the way a first ``shelfops rollout deploy``
+    builds them, are appended, so the model servers run exactly what the engine would apply.
+    """
     if not HELM.is_file():
         pytest.fail(f"helm not found at {HELM}: run `make validate-k8s` first", pytrace=False)
     argv = [str(HELM), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
@@ -54,7 +60,13 @@ def render(*values_files: Path, sets: tuple[str, ...] = ()) -> list[dict[str, An
         argv + image_overrides() + extra, capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    inputs = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{RELEASE}-inference"
+    ]
+    return docs + [isvc for configmap in inputs for isvc in first_revisions(configmap)]
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,8 @@ import jsonschema
 import pytest
 import yaml
 
+from shelfops.rollout.inferenceservice import first_revisions
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "shelfops"
 RELEASE = "shelfops"
@@ -106,6 +108,30 @@ def scenario_docs(render: Callable[..., Docs]) -> dict[str, Docs]:
     for name in SCENARIOS:
         docs[name] = render(CHART / "ci" / f"{name}-values.yaml")
     return docs
+
+
+def inference_inputs(docs: Docs) -> dict[str, Any] | None:
+    """The rendered inference-inputs ConfigMap of a release (None when inference is off)."""
+    found = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{RELEASE}-inference"
+    ]
+    assert len(found) <= 1, "more than one inference-inputs ConfigMap"
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="session")
+def engine_docs(scenario_docs: dict[str, Docs]) -> dict[str, Docs]:
+    """Per scenario: the InferenceServices the rollout engine builds from the rendered inputs.
+
+    What a fresh install's first ``shelfops rollout deploy`` creates (the chart renders none).
+    """
+    out = {}
+    for name, docs in scenario_docs.items():
+        configmap = inference_inputs(docs)
+        out[name] = first_revisions(configmap) if configmap else []
+    return out
 
 
 def _scenario_values(name: str) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 It serves ``/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices[/{name}]`` with
 create (POST), get (GET), merge-patch (PATCH), replace (PUT, resourceVersion checked) and delete,
-the calls ``kserve.KServeClient`` makes through the kubernetes client. Every object written is
-validated against the closed InferenceService schema; errors are kept in ``schema_errors``.
+the calls ``kserve.KServeClient`` makes through the kubernetes client, and serves reads of the
+ConfigMaps in ``configmaps`` (``/api/v1/namespaces/{ns}/configmaps/{name}``: the chart's
+rendered inference inputs, which the KServe backend builds every object from). Every object
+written is validated against the closed InferenceService schema; errors are kept in
+``schema_errors``.
 
 Status is simulated the way KServe reports it: each distinct predictor spec is a revision;
 a revision becomes ready unless its image is in ``never_ready``; with ``canaryTrafficPercent``
@@ -26,6 +29,7 @@ PATH = re.compile(
     r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices"
     r"(?:/(?P<name>[^/?]+))?(?:\?.*)?$"
 )
+CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps/(?P<name>[^/?]+)")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -51,6 +55,7 @@ class FakeKServeAPI:
         self.requests: list[dict[str, Any]] = []
         self.schema_errors: list[str] = []
         self.never_ready: set[str] = set()
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._version = 0
         self.server: ThreadingHTTPServer | None = None
@@ -76,6 +81,17 @@ class FakeKServeAPI:
                 self.wfile.write(data)
 
             def _handle(self, method: str) -> None:
+                configmap = CONFIGMAP_PATH.match(self.path)
+                if configmap and method == "GET":
+                    with fake._lock:
+                        found = fake.configmaps.get((configmap["ns"], configmap["name"]))
+                    if found is None:
+                        self._send(
+                            404, _status(404, "NotFound", f"configmaps {configmap['name']!r}")
+                        )
+                    else:
+                        self._send(200, copy.deepcopy(found))
+                    return
                 match = PATH.match(self.path)
                 if not match:
                     self._send(404, _status(404, "NotFound", f"no route {self.path}"))

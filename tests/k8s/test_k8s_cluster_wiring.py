@@ -1,5 +1,8 @@
 """The settings the chart passes are the settings the code reads, with one Feast registry location.
 
+Model servers are checked as the rollout engine builds them from the chart's inference inputs
+(the chart renders no InferenceService).
+
 Each rendered workload's environment is fed to the real ``Settings`` and ``FeatureRepo`` (no
 cluster needed), so a variable the code ignores, a registry path that differs between the chart's
 Feast ConfigMap, ShelfOps and ``feature_repo/feature_store.cluster.yaml``, or a Redis URL the store
@@ -62,7 +65,9 @@ def _settings(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Set
 
 
 def test_workloads_read_every_shelfops_variable_they_are_given(
-    scenario: str, scenario_docs: dict[str, list[dict[str, Any]]]
+    scenario: str,
+    scenario_docs: dict[str, list[dict[str, Any]]],
+    engine_docs: dict[str, list[dict[str, Any]]],
 ) -> None:
     """Every SHELFOPS_* variable the chart sets is a field of the settings the code reads."""
     classes = [
@@ -75,7 +80,7 @@ def test_workloads_read_every_shelfops_variable_they_are_given(
         for cls in classes
         for name in cls.model_fields
     }
-    for name, _, container in _containers(scenario_docs[scenario]):
+    for name, _, container in _containers(scenario_docs[scenario] + engine_docs[scenario]):
         for env in container.get("env", []):
             if env["name"].startswith("SHELFOPS_"):
                 assert env["name"] in known, f"{scenario}/{name}: nothing reads {env['name']}"
@@ -84,11 +89,12 @@ def test_workloads_read_every_shelfops_variable_they_are_given(
 def test_one_registry_location_and_a_redis_url_the_store_parses(
     scenario: str,
     scenario_docs: dict[str, list[dict[str, Any]]],
+    engine_docs: dict[str, list[dict[str, Any]]],
     scenario_values: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Values, Feast ConfigMap, feature_store.cluster.yaml and FeatureRepo agree on the registry."""
-    docs = scenario_docs[scenario]
+    docs = scenario_docs[scenario] + engine_docs[scenario]
     registry_path = scenario_values(scenario)["featureStore"]["registry"]["path"]
     feast_cms = [
         d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-feast")
@@ -128,10 +134,13 @@ def test_one_registry_location_and_a_redis_url_the_store_parses(
 
 
 def test_pipeline_steps_get_the_chart_volume_and_settings(
-    scenario: str, scenario_docs: dict[str, list[dict[str, Any]]], scenario_values: Any
+    scenario: str,
+    scenario_docs: dict[str, list[dict[str, Any]]],
+    engine_docs: dict[str, list[dict[str, Any]]],
+    scenario_values: Any,
 ) -> None:
     """Every claim a pod mounts is rendered or named as existing; the pipeline's defaults match."""
-    docs = scenario_docs[scenario]
+    docs = scenario_docs[scenario] + engine_docs[scenario]
     values = scenario_values(scenario)
     (env_cm,) = [
         d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-env")

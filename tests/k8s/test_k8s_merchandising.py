@@ -1,4 +1,4 @@
-"""Merchandising rules set through Helm values reach the recs container and are valid rules."""
+"""Merchandising rules set through Helm values reach the engine's recs container as valid rules."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ pytestmark = pytest.mark.k8s
 
 
 def test_rules_from_values_render_as_valid_inline_yaml(
-    scenario_docs: dict[str, list[dict[str, Any]]],
+    engine_docs: dict[str, list[dict[str, Any]]],
 ) -> None:
     """The production scenario's rules land in the recs container env and parse as MerchRules."""
     isvc = next(
         d
-        for d in scenario_docs["production"]
+        for d in engine_docs["production"]
         if d and d.get("kind") == "InferenceService" and d["metadata"]["name"].endswith("recs")
     )
     container = isvc["spec"]["predictor"]["containers"][0]

@@ -1,4 +1,4 @@
-"""Rendered and engine-built custom resources validate against the shared CRD schemas."""
+"""Rendered custom resources and the engine's InferenceServices validate against the CRD schemas."""
 
 from __future__ import annotations
 
@@ -20,15 +20,15 @@ def _isvcs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == "InferenceService"]
 
 
-def test_rendered_inferenceservices_validate(
+def test_engine_inferenceservices_validate(
     scenario: str,
-    scenario_docs: dict[str, list[dict[str, Any]]],
+    engine_docs: dict[str, list[dict[str, Any]]],
     isvc_validator: jsonschema.Draft7Validator,
     schema_errors: Errors,
 ) -> None:
-    """Every rendered InferenceService is valid KServe v1beta1 (unknown fields rejected)."""
-    isvcs = _isvcs(scenario_docs[scenario])
-    assert isvcs, f"{scenario} renders no InferenceService"
+    """The engine's InferenceServices from each scenario's inputs are valid KServe v1beta1."""
+    isvcs = _isvcs(engine_docs[scenario])
+    assert isvcs, f"{scenario} renders no inference inputs"
     for isvc in isvcs:
         assert schema_errors(isvc_validator, isvc) == [], isvc["metadata"]["name"]
 
@@ -60,12 +60,12 @@ BREAKAGES: dict[str, Callable[[dict[str, Any]], None]] = {
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_broken_inferenceservice_is_rejected(
     breakage: str,
-    scenario_docs: dict[str, list[dict[str, Any]]],
+    engine_docs: dict[str, list[dict[str, Any]]],
     isvc_validator: jsonschema.Draft7Validator,
     schema_errors: Errors,
 ) -> None:
     """A deliberately broken InferenceService fails the schema (the check has teeth)."""
-    broken = copy.deepcopy(_isvcs(scenario_docs["default"])[0])
+    broken = copy.deepcopy(_isvcs(engine_docs["default"])[0])
     BREAKAGES[breakage](broken)
     assert schema_errors(isvc_validator, broken), f"{breakage} was accepted"
 

@@ -1,9 +1,13 @@
 """The one source of truth for the KServe InferenceService that serves a ShelfOps model.
 
-The rollout engine sends exactly what :func:`build_inference_service` returns, and the Helm
-chart (``helm/shelfops/templates/inferenceservice.yaml``) renders the same shape; the tests in
-``tests/k8s`` prove the two agree on image, port, probes, labels, annotations, security context
-and canary percentage. Change both together.
+:func:`build_inference_service` is the only writer of the InferenceService spec. The Helm chart
+renders no InferenceService: it renders the builder's inputs (image repository, first image and
+version, replicas, resources, env, Secret-backed env, service account, labels, tag routing,
+payload logger, home claim, pull policy and secrets) as one JSON document per model in the
+ConfigMap ``<release>-inference`` (``helm/shelfops/templates/inference-inputs.yaml``). The KServe
+backend reads that ConfigMap and builds every object it creates, patches or replaces through
+:func:`spec_from_inputs` and this builder, so a ``helm upgrade`` changes the inputs of the next
+rollout step and never reverts a rollout in progress.
 
 The Bento image is a KServe *custom container*: BentoML listens on :data:`CONTAINER_PORT`
 (``BENTOML_PORT``), exposes the Open Inference Protocol health endpoints used as probes, and runs
@@ -15,7 +19,8 @@ Importing this module does no work and does not import ``kserve``; the SDK is lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -95,6 +100,10 @@ class IsvcSpec:
             mounted read-only at :data:`HOME_MOUNT_PATH` so the server finds the Feast registry
             and offline features where ``SHELFOPS_HOME`` says; ``None`` mounts nothing (an
             object-store registry).
+        secret_env: Environment variables read from Secrets: name -> ``{"name": secret,
+            "key": key}`` (e.g. the Redis password); added after ``env``.
+        image_pull_policy: The container's ``imagePullPolicy``; ``None`` omits it.
+        image_pull_secrets: Names of docker-registry Secrets for pulling the image.
     """
 
     model: str
@@ -112,6 +121,9 @@ class IsvcSpec:
     logger_url: str | None = None
     logger_mode: str = "all"
     home_claim: str | None = None
+    secret_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    image_pull_policy: str | None = None
+    image_pull_secrets: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         """Reject values the API server or KServe would refuse later.
@@ -127,6 +139,9 @@ class IsvcSpec:
             raise ValueError("need 0 <= min_replicas <= max_replicas and max_replicas >= 1")
         if self.logger_mode not in LOGGER_MODES:
             raise ValueError(f"logger_mode must be one of {LOGGER_MODES}")
+        for name, ref in self.secret_env.items():
+            if set(ref) != {"name", "key"}:
+                raise ValueError(f"secret_env[{name!r}] needs exactly 'name' and 'key'")
 
 
 def standard_labels(spec: IsvcSpec) -> dict[str, str]:
@@ -196,12 +211,15 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
         V1ContainerPort,
         V1EmptyDirVolumeSource,
         V1EnvVar,
+        V1EnvVarSource,
         V1HTTPGetAction,
+        V1LocalObjectReference,
         V1ObjectMeta,
         V1PersistentVolumeClaimVolumeSource,
         V1Probe,
         V1ResourceRequirements,
         V1SeccompProfile,
+        V1SecretKeySelector,
         V1SecurityContext,
         V1Volume,
         V1VolumeMount,
@@ -212,8 +230,18 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
     container = V1Container(
         name=CONTAINER_NAME,
         image=spec.image,
+        image_pull_policy=spec.image_pull_policy,
         ports=[V1ContainerPort(container_port=CONTAINER_PORT, name=PORT_NAME, protocol="TCP")],
-        env=[V1EnvVar(name=k, value=v) for k, v in container_env(spec).items()],
+        env=[V1EnvVar(name=k, value=v) for k, v in container_env(spec).items()]
+        + [
+            V1EnvVar(
+                name=k,
+                value_from=V1EnvVarSource(
+                    secret_key_ref=V1SecretKeySelector(name=ref["name"], key=ref["key"])
+                ),
+            )
+            for k, ref in spec.secret_env.items()
+        ],
         readiness_probe=V1Probe(
             http_get=V1HTTPGetAction(path=READINESS_PATH, port=CONTAINER_PORT),
             initial_delay_seconds=READINESS_PROBE["initialDelaySeconds"],
@@ -267,6 +295,8 @@ def build_inference_service(spec: IsvcSpec) -> V1beta1InferenceService:
         automount_service_account_token=False,
         labels=dict(labels),
         volumes=volumes,
+        image_pull_secrets=[V1LocalObjectReference(name=n) for n in spec.image_pull_secrets]
+        or None,
         logger=V1beta1LoggerSpec(mode=spec.logger_mode, url=spec.logger_url)
         if spec.logger_url
         else None,
@@ -298,3 +328,95 @@ def to_manifest(isvc: V1beta1InferenceService) -> dict[str, Any]:
 
     manifest: dict[str, Any] = ApiClient().sanitize_for_serialization(isvc)
     return manifest
+
+
+INPUT_FIELDS: Final = frozenset(IsvcSpec.__dataclass_fields__) - {"canary_traffic_percent"}
+"""Keys of one model's inputs document (the chart's ConfigMap), besides ``image_repository``."""
+
+
+def spec_from_inputs(
+    inputs: Mapping[str, Any],
+    version: str | None = None,
+    canary_traffic_percent: int | None = None,
+    image: str | None = None,
+) -> IsvcSpec:
+    """The builder's inputs for one revision, from one model's document in the chart's ConfigMap.
+
+    Args:
+        inputs: The parsed ``<model>.json`` of the ConfigMap: :class:`IsvcSpec` fields (without
+            ``canary_traffic_percent``) plus ``image_repository``; ``image`` and
+            ``model_version`` there are the chart's first revision.
+        version: The revision to build (an image tag); ``None`` builds the chart's first
+            revision. The image is ``<image_repository>:<version>``, except for the chart's own
+            version, which keeps the chart's image (it may be pinned by digest).
+        canary_traffic_percent: Percent of traffic for this revision; ``None`` omits the field.
+        image: An exact image that wins over the one derived from ``version`` (a rollback to
+            the image that was stable).
+
+    Returns:
+        The :class:`IsvcSpec` to pass to :func:`build_inference_service`.
+
+    Raises:
+        ValueError: If the document has unknown or missing keys (a chart and an engine of
+            different releases) or a value out of range.
+    """
+    fields = dict(inputs)
+    repository = fields.pop("image_repository", None)
+    unknown = set(fields) - INPUT_FIELDS
+    missing = {"model", "image", "namespace", "model_version"} - set(fields)
+    if not repository:
+        missing.add("image_repository")
+    if unknown or missing:
+        raise ValueError(
+            f"inference inputs of {fields.get('model', '?')!r} do not match this ShelfOps "
+            f"(unknown keys {sorted(unknown)}, missing keys {sorted(missing)}); "
+            "install the Helm chart and the CLI of the same release"
+        )
+    if version is not None and version != fields["model_version"]:
+        fields["image"] = f"{repository}:{version}"
+        fields["model_version"] = version
+    if image:
+        fields["image"] = image
+    return IsvcSpec(**fields, canary_traffic_percent=canary_traffic_percent)
+
+
+def inputs_from_configmap(data: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Parse the chart's inference-inputs ConfigMap data: model name -> inputs document.
+
+    Args:
+        data: The ConfigMap's ``data`` (keys ``<model>.json``).
+
+    Returns:
+        Model name -> parsed document (see :func:`spec_from_inputs`).
+
+    Raises:
+        ValueError: If a value is not a JSON object.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for key, text in data.items():
+        if not key.endswith(".json"):
+            continue
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{key} in the inference inputs is not a JSON object")
+        out[key.removesuffix(".json")] = doc
+    return out
+
+
+def first_revisions(configmap: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The InferenceServices a fresh install's first ``shelfops rollout deploy`` creates.
+
+    Used wherever the chart's output must be checked as the engine will apply it (``make
+    validate-k8s``, ``tests/k8s``, the container suite): the chart's rendered inputs ConfigMap,
+    through :func:`spec_from_inputs` and :func:`build_inference_service`, with no canary.
+
+    Args:
+        configmap: The rendered inference-inputs ConfigMap (a parsed manifest).
+
+    Returns:
+        One InferenceService manifest per model, sorted by model name.
+    """
+    inputs = inputs_from_configmap(configmap.get("data") or {})
+    return [
+        to_manifest(build_inference_service(spec_from_inputs(inputs[m]))) for m in sorted(inputs)
+    ]

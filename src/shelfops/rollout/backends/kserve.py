@@ -1,9 +1,12 @@
 """KServe backend: one InferenceService per model, canaryTrafficPercent for the split.
 
-Objects come from :func:`shelfops.rollout.inferenceservice.build_inference_service` (custom
-container = the Bento image, tag-routing annotation) and go through ``kserve.KServeClient``
-(create, get, patch, replace). KServe keeps the previous rolled-out revision and, with tag routing,
-gives the new one a ``latest-`` URL and the previous one a ``prev-`` URL: the gate loads both.
+Every object is built by :func:`shelfops.rollout.inferenceservice.build_inference_service`, the
+one writer of the spec, from the inputs the Helm chart renders into the ConfigMap
+``<release>-inference`` (:attr:`RolloutSettings.inputs_configmap`, read on every write, so a
+``helm upgrade`` of resources or env reaches the next step, and nothing but this backend writes
+the InferenceService). Objects go through ``kserve.KServeClient`` (create, get, patch, replace).
+KServe keeps the previous rolled-out revision and, with tag routing, gives the new one a
+``latest-`` URL and the previous one a ``prev-`` URL: the gate loads both.
 
 - canary: patch the new image with ``canaryTrafficPercent: 0``, wait for its revision to be
   ready, then patch 10, 50, 100;
@@ -21,13 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from shelfops.rollout.backends.base import BackendError, Observation, Revision
 from shelfops.rollout.inferenceservice import (
-    CONTAINER_NAME,
-    HOME_VOLUME,
     MODEL_VERSION_LABEL,
-    IsvcSpec,
     build_inference_service,
-    container_env,
-    standard_labels,
+    inputs_from_configmap,
+    spec_from_inputs,
 )
 from shelfops.settings import RolloutSettings, Settings
 
@@ -82,9 +82,35 @@ class KServeBackend:
         return self._client
 
     # -- helpers ------------------------------------------------------------------------------
+    def _inputs(self, model: str) -> dict[str, Any]:
+        """The chart's inputs for ``model`` from the inference-inputs ConfigMap."""
+        name, ns = self.config.inputs_configmap, self.config.namespace
+        try:
+            configmap = self.client.core_api.read_namespaced_config_map(name, ns)
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            hint = (
+                "install the Helm chart in this namespace (it renders the InferenceService "
+                "inputs), or set SHELFOPS_ROLLOUT_INPUTS_CONFIGMAP to '<release>-inference'"
+                if status == 404
+                else "check the kubeconfig and that it may read ConfigMaps in this namespace"
+            )
+            raise BackendError(f"cannot read ConfigMap {ns}/{name} ({exc}); {hint}") from exc
+        try:
+            inputs = inputs_from_configmap(configmap.data or {})
+        except ValueError as exc:
+            raise BackendError(f"ConfigMap {ns}/{name}: {exc}") from exc
+        if model not in inputs:
+            raise BackendError(
+                f"ConfigMap {ns}/{name} has no inputs for {model!r} "
+                f"(models: {', '.join(sorted(inputs)) or 'none'}); enable models.{model} in the "
+                "chart values and `helm upgrade`"
+            )
+        return inputs[model]
+
     def image(self, model: str, version: str) -> str:
-        """The Bento image of a model version."""
-        return f"{self.config.image_prefix.rstrip('/')}/shelfops-{model}:{version}"
+        """The Bento image of a model version (the chart's image repository, tag = version)."""
+        return spec_from_inputs(self._inputs(model), version).image
 
     def _get(self, model: str) -> dict[str, Any] | None:
         client = self.client
@@ -101,53 +127,14 @@ class KServeBackend:
         model: str,
         version: str,
         canary: int | None,
-        current: dict[str, Any] | None,
         annotations: dict[str, str],
         image: str | None = None,
     ) -> V1beta1InferenceService:
-        """The InferenceService for ``version``, keeping sizing and extras of ``current``."""
-        extra: dict[str, Any] = {}
-        if current:
-            predictor = current["spec"]["predictor"]
-            (container,) = [
-                c for c in predictor.get("containers", []) if c.get("name") == CONTAINER_NAME
-            ] or [{}]
-            base = IsvcSpec(model=model, image="x", namespace=self.config.namespace)
-            std_labels = standard_labels(base)
-            std_env = container_env(base)
-            extra = {
-                "min_replicas": predictor.get("minReplicas", 1),
-                "max_replicas": predictor.get("maxReplicas", 3),
-                "service_account": predictor.get("serviceAccountName", base.service_account),
-                "labels": {
-                    k: v
-                    for k, v in current["metadata"].get("labels", {}).items()
-                    if k not in std_labels and k != MODEL_VERSION_LABEL
-                },
-                "env": {
-                    e["name"]: e["value"]
-                    for e in container.get("env", [])
-                    if e["name"] not in std_env and "value" in e
-                },
-            }
-            if container.get("resources"):
-                extra["resources"] = container["resources"]
-            extra["home_claim"] = next(
-                (
-                    v["persistentVolumeClaim"]["claimName"]
-                    for v in predictor.get("volumes") or []
-                    if v.get("name") == HOME_VOLUME and v.get("persistentVolumeClaim")
-                ),
-                None,
-            )
-        spec = IsvcSpec(
-            model=model,
-            image=image or self.image(model, version),
-            namespace=self.config.namespace,
-            model_version=version,
-            canary_traffic_percent=canary,
-            **extra,
-        )
+        """The InferenceService for ``version`` from the chart's current inputs."""
+        try:
+            spec = spec_from_inputs(self._inputs(model), version, canary, image)
+        except ValueError as exc:
+            raise BackendError(f"inputs of {model}: {exc}") from exc
         isvc = build_inference_service(spec)
         isvc.metadata.annotations = {**(isvc.metadata.annotations or {}), **annotations}
         return isvc
@@ -239,7 +226,7 @@ class KServeBackend:
         """Create the InferenceService, or patch the new image in with 0% canary traffic."""
         current = self._get(model)
         if current is None:
-            isvc = self._build(model, version, None, None, {})
+            isvc = self._build(model, version, None, {})
             try:
                 self.client.create(isvc, namespace=self.config.namespace)
             except RuntimeError as exc:
@@ -252,7 +239,7 @@ class KServeBackend:
             STABLE_VERSION_ANNOTATION: stable or self._version_of(current) or "",
             STABLE_IMAGE_ANNOTATION: container["image"],
         }
-        self._write("patch", model, self._build(model, version, 0, current, annotations))
+        self._write("patch", model, self._build(model, version, 0, annotations))
 
     def wait_ready(self, model: str, version: str, timeout_s: float) -> bool:
         """Poll until the latest revision serves ``version`` and is ready."""
@@ -275,9 +262,7 @@ class KServeBackend:
         current = self._get(model)
         if current is None:
             raise BackendError(f"InferenceService {model} is gone; deploy it again")
-        self._write(
-            "patch", model, self._build(model, canary, percent, current, self._annotations(current))
-        )
+        self._write("patch", model, self._build(model, canary, percent, self._annotations(current)))
 
     def promote(self, model: str, version: str, previous: str | None) -> None:
         """Replace the spec without a canary percentage: the latest revision takes 100%."""
@@ -288,7 +273,7 @@ class KServeBackend:
             STABLE_VERSION_ANNOTATION: version,
             STABLE_IMAGE_ANNOTATION: self.image(model, version),
         }
-        self._write("replace", model, self._build(model, version, None, current, annotations))
+        self._write("replace", model, self._build(model, version, None, annotations))
 
     def rollback(self, model: str, to_version: str, drop: str | None) -> None:
         """Canary to 0% at once, then restore the previous version's spec."""
@@ -304,8 +289,7 @@ class KServeBackend:
         annotations = self._annotations(current)
         if current["spec"]["predictor"].get("canaryTrafficPercent") not in (None, 0):
             spec_version = self._version_of(current) or to_version
-            self._write("patch", model, self._build(model, spec_version, 0, current, annotations))
-            current = self._get(model) or current
+            self._write("patch", model, self._build(model, spec_version, 0, annotations))
         image = (
             annotations.get(STABLE_IMAGE_ANNOTATION)
             if annotations.get(STABLE_VERSION_ANNOTATION) == to_version
@@ -315,6 +299,4 @@ class KServeBackend:
             STABLE_VERSION_ANNOTATION: to_version,
             STABLE_IMAGE_ANNOTATION: image or self.image(model, to_version),
         }
-        self._write(
-            "replace", model, self._build(model, to_version, None, current, restored, image=image)
-        )
+        self._write("replace", model, self._build(model, to_version, None, restored, image=image))
