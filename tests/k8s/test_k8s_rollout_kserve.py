@@ -230,3 +230,14 @@ def test_missing_inputs_configmap_says_what_to_do(
     with pytest.raises(BackendError, match="install the Helm chart"):
         backend.start_canary("recs", "v1", None)
     assert not [r for r in api.requests if r["method"] == "POST"]
+
+
+def test_inputs_of_another_release_are_refused_before_any_write(
+    api: FakeKServeAPI, config: RolloutSettings, tmp_path: Path
+) -> None:
+    """A chart that still sets canaryTrafficPercent (another release) is refused, nothing sent."""
+    _set_input(api, "recs", lambda i: i.update(canaryTrafficPercent=10))
+    backend = KServeBackend(Settings(home=tmp_path / "home"), config, poll_interval_s=0.05)
+    with pytest.raises(BackendError, match="same release"):
+        backend.start_canary("recs", "v1", None)
+    assert [r for r in api.requests if r["method"] != "GET"] == []

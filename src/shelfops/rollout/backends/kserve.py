@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shelfops.rollout.backends.base import BackendError, Observation, Revision
 from shelfops.rollout.inferenceservice import (
     MODEL_VERSION_LABEL,
+    IsvcSpec,
     build_inference_service,
     inputs_from_configmap,
     spec_from_inputs,
@@ -108,9 +109,18 @@ class KServeBackend:
             )
         return inputs[model]
 
+    def _spec(
+        self, model: str, version: str, canary: int | None = None, image: str | None = None
+    ) -> IsvcSpec:
+        """The builder's inputs for one revision, from the chart's current inputs."""
+        try:
+            return spec_from_inputs(self._inputs(model), version, canary, image)
+        except ValueError as exc:
+            raise BackendError(f"inputs of {model}: {exc}") from exc
+
     def image(self, model: str, version: str) -> str:
         """The Bento image of a model version (the chart's image repository, tag = version)."""
-        return spec_from_inputs(self._inputs(model), version).image
+        return self._spec(model, version).image
 
     def _get(self, model: str) -> dict[str, Any] | None:
         client = self.client
@@ -131,11 +141,7 @@ class KServeBackend:
         image: str | None = None,
     ) -> V1beta1InferenceService:
         """The InferenceService for ``version`` from the chart's current inputs."""
-        try:
-            spec = spec_from_inputs(self._inputs(model), version, canary, image)
-        except ValueError as exc:
-            raise BackendError(f"inputs of {model}: {exc}") from exc
-        isvc = build_inference_service(spec)
+        isvc = build_inference_service(self._spec(model, version, canary, image))
         isvc.metadata.annotations = {**(isvc.metadata.annotations or {}), **annotations}
         return isvc
 
