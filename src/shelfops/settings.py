@@ -300,6 +300,12 @@ class ServingSettings(BaseSettings):
         "(an applied version is in force within this many seconds, without a restart).",
     )
     max_k: int = Field(100, ge=1, description="Largest list length a client may ask for.")
+    rule_headroom: int = Field(
+        10,
+        ge=0,
+        description="Personal candidates scored beyond k per customer, so that merchandising "
+        "rules can remove some and personal items still fill the list.",
+    )
     max_batch: int = Field(
         256, ge=1, description="Most customers or products in one request (larger gets a 413)."
     )

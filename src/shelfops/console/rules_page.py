@@ -238,7 +238,9 @@ def preview(home: HomeData, proposed: MerchRules, customers: int, k: int = 10) -
         customers affected), ``summary`` lines, and ``recall`` (the served-path backtest figure
         when the home has one).
     """
+    from shelfops.serving.recs import personal_pool
     from shelfops.serving.rules import REMOVING_RULES
+    from shelfops.settings import ServingSettings
 
     current, _, _ = rules_in_force(home.settings)
     inputs = _preview_inputs(home, customers)
@@ -253,12 +255,11 @@ def preview(home: HomeData, proposed: MerchRules, customers: int, k: int = 10) -
             "recall": served_recall(home),
         }
     rows = inputs["rows"]
+    pool = personal_pool(k, len(predictor.model.stats.items), ServingSettings())  # as served
     scored = home.cached(
         f"preview-scores:{customers}:{k}",
         [home.models_dir, home.settings.features_dir],
-        lambda: predictor.predict(
-            rows, k=min(len(predictor.model.stats.items), 2 * k + 20), now=pd.Timestamp.now()
-        ),
+        lambda: predictor.predict(rows, k=pool, now=pd.Timestamp.now()),
     )
     now = _run(current or MerchRules(), scored, inputs, k)
     new = _run(proposed, scored, inputs, k)
@@ -284,9 +285,9 @@ def preview(home: HomeData, proposed: MerchRules, customers: int, k: int = 10) -
         "customers": len(rows),
         "per_rule": per_rule,
         "summary": summary,
-        "note": f"Personal candidates (top {2 * k + 20} per customer) of {len(rows)} sampled "
-        "customers who allow personalization, scored now by the registered model; counts are "
-        "items each rule removed.",
+        "note": f"Personal candidates (top {pool} per customer, as the service scores them) of "
+        f"{len(rows)} sampled customers who allow personalization, scored now by the registered "
+        "model; counts are items each rule removed.",
         "recall": served_recall(home),
     }
 
