@@ -553,6 +553,17 @@ def build_candidates(
 # ------------------------------------------------------------------------------------------------
 # Network
 # ------------------------------------------------------------------------------------------------
+NUMPY_SCORING_MAX_CELLS = 512
+"""Candidate cells (customers x candidates) up to which :meth:`RecsModel.score_batch` uses numpy."""
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """Exact GELU (``nn.GELU()``'s default), in numpy."""
+    from scipy.special import erf
+
+    return (0.5 * x * (1.0 + erf(x * np.float32(0.7071067811865476)))).astype(np.float32)
+
+
 class RecsNet(nn.Module):
     """Pair-feature MLP + customer/item embedding affinity + item bias."""
 
@@ -625,11 +636,39 @@ class RecsModel:
         )
 
     def score_batch(self, batch: CandidateBatch) -> torch.Tensor:
-        """Scores for a candidate batch (padding gets ``-inf``)."""
+        """Scores for a candidate batch (padding gets ``-inf``).
+
+        Small batches (one request's customers: at most :data:`NUMPY_SCORING_MAX_CELLS`
+        candidate cells) are scored by :meth:`_score_numpy`, the same arithmetic on the same
+        weights without ``nn.Module`` dispatch, which costs more than the arithmetic on a few
+        dozen candidates (0.24 ms against 0.51 ms for one customer on the quickstart model);
+        larger batches (evaluation, V2 batches) run the network, whose kernels win there.
+        """
+        if batch.mask.numel() <= NUMPY_SCORING_MAX_CELLS:
+            return torch.from_numpy(self._score_numpy(batch))
         self.net.eval()
         with torch.no_grad():
             s = self.net(batch.items, self._norm(batch.feats), batch.hist_items, batch.hist_w)
         return s.masked_fill(~batch.mask, float("-inf"))
+
+    def _score_numpy(self, batch: CandidateBatch) -> np.ndarray:
+        """:meth:`RecsNet.forward` in numpy on the network's current weights (views, no copy)."""
+        net = self.net
+        w = {name: t.detach().numpy() for name, t in net.state_dict().items()}
+        pad = net.n_items
+        items, hist = batch.items.numpy(), batch.hist_items.numpy()
+        hist_w = batch.hist_w.numpy()
+        it = np.where(items >= 0, items, pad)
+        hi = np.where(hist >= 0, hist, pad)
+        share = hist_w / np.maximum(hist_w.sum(axis=1, keepdims=True), 1e-6)
+        cust = np.einsum("bt,btd->bd", share, w["item_in.weight"][hi])
+        dot = np.einsum("bd,bcd->bc", cust, w["item_out.weight"][it])
+        m, sd = self._scale
+        x = (batch.feats.numpy() - m.numpy()) / sd.numpy()
+        h = _gelu(x @ w["mlp.0.weight"].T + w["mlp.0.bias"])
+        h = _gelu(h @ w["mlp.2.weight"].T + w["mlp.2.bias"])
+        out = (h @ w["mlp.4.weight"].T + w["mlp.4.bias"])[..., 0] + dot + w["bias.weight"][it, 0]
+        return np.where(batch.mask.numpy(), out, -np.inf).astype(np.float32)
 
     def personal_allowed(self, rows: Rows) -> np.ndarray:
         """Which rows may get personalised results (consent and any history)."""

@@ -186,3 +186,29 @@ def test_neighbours_are_smoothed_co_purchase_rates_of_supported_items() -> None:
     assert idx[0].tolist() == [1, -1] and val[0, 0] == pytest.approx(3 / (5 + 3))
     assert idx[1].tolist() == [0, -1] and val[1, 0] == pytest.approx(3 / (4 + 3))
     assert (idx[2:] == -1).all() and (val[2:] == 0).all()
+
+
+def test_small_batches_are_scored_in_numpy_like_the_network(trained: dict[str, Any]) -> None:
+    """The request-time numpy scorer gives the network's scores (and top 10) on the same batch."""
+    import torch
+
+    from shelfops.models.recs import NUMPY_SCORING_MAX_CELLS, build_candidates
+
+    model = trained["model"]
+    rows = trained["rows"]
+    now = np.full(len(rows), CUTOFF.value / 1e9)
+    batch = build_candidates(rows, model.stats, model.config, now)
+    with torch.no_grad():
+        net = model.net(batch.items, model._norm(batch.feats), batch.hist_items, batch.hist_w)
+    net = net.masked_fill(~batch.mask, float("-inf")).numpy()
+    fast = model._score_numpy(batch)
+    assert np.array_equal(np.isinf(fast), np.isinf(net))
+    finite = np.isfinite(net)
+    np.testing.assert_allclose(fast[finite], net[finite], rtol=1e-5, atol=1e-5)
+    top = np.argsort(-net, axis=1, kind="stable")[:, :10]
+    assert (np.argsort(-fast, axis=1, kind="stable")[:, :10] == top).mean() > 0.99
+    one = build_candidates(rows.iloc[:1], model.stats, model.config, now[:1])
+    assert one.mask.numel() <= NUMPY_SCORING_MAX_CELLS  # one customer takes the numpy path
+    alone = model.score_batch(one).numpy()[0]
+    shown = np.isfinite(alone)
+    np.testing.assert_allclose(alone[shown], net[0, : len(alone)][shown], rtol=1e-5, atol=1e-5)
