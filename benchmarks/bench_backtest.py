@@ -80,7 +80,8 @@ def main() -> int:
             result = run_backtest(
                 paths["transactions"], args.cutoff, settings, progress=say, plan=plan
             )
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_gb = usage.ru_maxrss / 1024**2
     figures = {
         "data": args.dataset or f"generated {args.lines:,} lines",
         "cutoff": result["cutoff"],
@@ -88,6 +89,8 @@ def main() -> int:
         "generate_s": round(gen_s, 1),
         "backtest_wall_s": round(result["wall_time_s"], 1),
         "peak_rss_gb": round(peak_gb, 2),
+        # CPU seconds of this process: on a shared machine, wall time alone mostly measures load.
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "timings_s": {k: round(v, 1) for k, v in result["timings_s"].items()},
         "demand": _figures(result["demand"], DEMAND_METRICS),
         "recommendations": _figures(result["recommendations"], RECS_METRICS),
