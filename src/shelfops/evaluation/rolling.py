@@ -96,12 +96,11 @@ def demand_at_origins(
     h = model.config.horizon
     per: PerOrigin = {}
     fc = pd.DataFrame()
-    codes_at = {o: eval_products(ctx.panel, o) for o in origins}
-    all_rows = demand_rows(ctx, origins, codes_at)  # one feature-store read for every origin
-    stamp = all_rows["event_timestamp"].dt.tz_localize(None) if len(all_rows) else None
     for origin in origins:
-        codes = codes_at[origin]
-        rows = all_rows[stamp == origin] if stamp is not None else all_rows
+        codes = eval_products(ctx.panel, origin)
+        # One feature-store read per origin: reading all origins at once took about 0.9 GB more
+        # peak memory on The Complete Journey (37k products per origin) for about 20 s less.
+        rows = demand_rows(ctx, [origin], {origin: codes})
         fc = model.predict(rows)
         per[str(origin.date())] = score_demand(
             {"model": fc, **demand_baselines(ctx.panel, origin, codes, h)},
