@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # Reinstall when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install quickstart test test-deps lint validate-k8s compile-pipelines bench clean images
+.PHONY: help install quickstart test test-deps lint validate-k8s compile-pipelines bench fuzz clean images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ validate-k8s: install ## Lint and validate the Helm chart, manifests and workflo
 
 compile-pipelines: install ## Compile the Kubeflow pipelines to YAML (pipelines/compiled/, committed)
 	$(BIN)/shelfops pipeline compile --out pipelines/compiled/training_pipeline.yaml
+
+fuzz: test-deps ## The schemathesis fuzz of both Bentos at 500 examples per operation (long: over 12 minutes)
+	SHELFOPS_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/integration/serving/test_serving_bentoml.py -k fuzz
 
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_data.py

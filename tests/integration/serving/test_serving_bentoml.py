@@ -114,8 +114,11 @@ def test_kserve_client_speaks_v2_to_both_bentos(
     assert f'model_version="{version}"' in metrics
 
 
+FUZZ_EXAMPLES = int(os.environ.get("SHELFOPS_FUZZ_EXAMPLES", "30"))
+"""Examples per operation and generation mode: 30 in ``make test``; ``make fuzz`` runs 500."""
+
 FUZZ = settings(
-    max_examples=30,
+    max_examples=FUZZ_EXAMPLES,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
