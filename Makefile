@@ -8,7 +8,8 @@ BIN    := $(VENV)/bin
 # Reinstall when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install quickstart test test-deps lint validate-k8s compile-pipelines bench fuzz clean images
+.PHONY: help install quickstart test test-deps lint validate-k8s compile-pipelines bench fuzz clean images \
+        cluster-up cluster-down cluster-e2e
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,6 +43,18 @@ test-deps: install ## Install the services and browser tests start for real (red
 
 images: install ## Build the base, tools, Redis and Bento images (installs and starts the engine)
 	bash scripts/build-images.sh
+
+STACK ?= shelfops-stack
+
+cluster-up: images ## Start the cluster-profile stack as containers (Redis, home volume, registry, stable models)
+	@test -x .tools/bin/helm || bash scripts/validate-k8s.sh  # installs helm into .tools/bin
+	$(BIN)/shelfops cluster up --name $(STACK)
+
+cluster-down: install ## Remove exactly what cluster-up and cluster-e2e created (by label)
+	$(BIN)/shelfops cluster down --name $(STACK)
+
+cluster-e2e: install ## Drive the stack end to end (needs cluster-up); prints a summary
+	$(BIN)/shelfops cluster e2e --name $(STACK)
 
 test: test-deps lint validate-k8s images ## Install what tests need and run the whole suite
 	@# pytest exits 5 when it collects nothing; report that plainly instead of a bare failure.

@@ -20,15 +20,15 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import yaml
-from pipelines.training import DEFAULT_REDIS_SECRET
 
+from shelfops.containers import pipeline_steps
 from shelfops.containers.pods import Cluster, Pod, docker, memory_bytes, pod_template
+from shelfops.containers.release import IMAGES, RELEASE, TAG
 from shelfops.containers.revisions import ContainerRevisions, container_backend, container_name
 from shelfops.rollout.factory import build_engine
 from shelfops.rollout.processes import free_port
 from shelfops.settings import RolloutSettings, Settings
-from tests.containers.conftest import IMAGES, IMAGES_REPORT, RELEASE, TAG, render
+from tests.containers.conftest import IMAGES_REPORT, render
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 
@@ -64,13 +64,6 @@ def test_redis_runs_as_rendered(cluster: Cluster) -> None:
     STATE["redis"] = pod
 
 
-def _executor(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A compiled pipeline executor and its Kubernetes platform config (volumes, env)."""
-    spec, platform = yaml.safe_load_all(COMPILED.read_text())
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][name]
-    return spec["deploymentSpec"]["executors"][name]["container"], k8s
-
-
 def run_pipeline_step(
     cluster: Cluster,
     name: str,
@@ -78,84 +71,8 @@ def run_pipeline_step(
     artifacts: dict[str, str],
     inputs: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run one compiled pipeline step as the KFP launcher would: its own image, command and args.
-
-    The executor input is built here (the launcher's job); the PVC and ConfigMap-to-env bindings
-    come from the compiled platform spec, with the claim and ConfigMap the chart rendered.
-
-    Args:
-        cluster: The release's network and volumes.
-        name: Step name in the compiled pipeline (``ingest-data``).
-        parameters: Input parameter values.
-        artifacts: Output artifact name -> schema title.
-        inputs: Input artifact name -> an artifact of an earlier step's executor output.
-
-    Returns:
-        The step's executor output (``parameterValues`` and ``artifacts``).
-    """
-    container, k8s = _executor(f"exec-{name}")
-    root = k8s["pvcMount"][0]["mountPath"]
-    run_dir = f"{root}/kfp/{name}"
-    executor_input = {
-        "inputs": {
-            "parameterValues": parameters,
-            "artifacts": {key: {"artifacts": [art]} for key, art in (inputs or {}).items()},
-        },
-        "outputs": {
-            "artifacts": {
-                key: {
-                    "artifacts": [
-                        {
-                            "name": key,
-                            "type": {"schemaTitle": kind},
-                            "uri": f"{run_dir}/{key}",
-                            "metadata": {},
-                        }
-                    ]
-                }
-                for key, kind in artifacts.items()
-            },
-            "outputFile": f"{run_dir}/executor_output.json",
-        },
-    }
-    args = [a.replace("{{$}}", json.dumps(executor_input)) for a in container["args"]]
-    argv = ["--rm", "--network", cluster.network]
-    for env in container.get("env", []):
-        argv += ["--env", f"{env['name']}={env['value']}"]
-    for binding in k8s["configMapAsEnv"]:
-        config_map = cluster.find("ConfigMap", f"{RELEASE}-env")  # the pipeline's cluster_env
-        for pair in binding["keyToEnv"]:
-            argv += ["--env", f"{pair['envVar']}={config_map['data'][pair['configMapKey']]}"]
-    for secret in k8s.get("secretAsVolume", []):
-        # The pipeline's redis_secret parameter keeps its default in these runs.
-        name_param = secret["secretNameParameter"]["componentInputParameter"]
-        secret_name = DEFAULT_REDIS_SECRET if name_param.endswith("redis_secret") else name_param
-        keys = {k: v for (n, k), v in cluster.secrets.items() if n == secret_name}
-        if not keys:
-            assert secret["optional"], f"{name}: Secret {secret_name} is missing"
-            continue
-        folder = cluster.workdir / "secrets" / secret_name
-        folder.mkdir(parents=True, exist_ok=True)
-        for key, value in keys.items():
-            (folder / key).write_text(value)
-        argv += ["--mount", f"type=bind,source={folder},destination={secret['mountPath']},ro"]
-    for mount in k8s["pvcMount"]:
-        volume = cluster.volume(f"{RELEASE}-home", 10001)  # the chart's home claim
-        argv += ["--mount", f"type=volume,source={volume},destination={mount['mountPath']}"]
-    argv += ["--entrypoint", container["command"][0], container["image"]]
-    done = docker("run", *argv, *container["command"][1:], *args, check=False, timeout=600)
-    assert done.returncode == 0, f"{name} failed:\n{(done.stdout + done.stderr)[-3000:]}"
-    read = docker(
-        "run", "--rm", "--mount", f"type=volume,source={volume},destination={root}",
-        "--entrypoint", "cat", container["image"], f"{run_dir}/executor_output.json",
-    )  # fmt: skip
-    output: dict[str, Any] = json.loads(read.stdout)
-    for key, kind in artifacts.items():  # the launcher records uri and type with the metadata
-        for art in output.setdefault("artifacts", {}).setdefault(key, {"artifacts": [{}]})[
-            "artifacts"
-        ]:
-            art.update(name=key, uri=f"{run_dir}/{key}", type={"schemaTitle": kind})
-    return output
+    """One compiled pipeline step as the KFP launcher runs it (shelfops.containers)."""
+    return pipeline_steps.run_pipeline_step(cluster, COMPILED, name, parameters, artifacts, inputs)
 
 
 def test_pipeline_steps_share_the_home_volume(cluster: Cluster, generated: dict[str, int]) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shelfops.cli import (
+    cluster,
     data,
     features,
     loadtest,
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.add_typer(cluster.app, name="cluster")
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(privacy.app, name="privacy")

@@ -87,6 +87,13 @@ class Cluster:
     containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     owns_network: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+    """Engine labels on every container, volume and network created here (``make cluster-down``
+    removes a stack by its label)."""
+
+    def label_args(self) -> list[str]:
+        """``--label k=v`` for each of :attr:`labels`."""
+        return [arg for k, v in self.labels.items() for arg in ("--label", f"{k}={v}")]
 
     def __post_init__(self) -> None:
         """Create the network (container names and aliases resolve on it), unless one is given.
@@ -98,7 +105,7 @@ class Cluster:
             self.owns_network = False
             return
         self.network = f"{self.prefix}-net"
-        docker("network", "create", self.network)
+        docker("network", "create", *self.label_args(), self.network)
 
     def find(self, kind: str, name: str) -> Doc:
         """The rendered object of a kind and name."""
@@ -122,7 +129,7 @@ class Cluster:
         """The engine volume standing in for a PVC, owned by fsGroup like the kubelet does."""
         name = f"{self.prefix}-{claim}"
         if name not in self.volumes and self.owns_network:
-            docker("volume", "create", name)
+            docker("volume", "create", *self.label_args(), name)
             self.volumes.append(name)
             if fs_group is not None:
                 owner = f"chown {fs_group}:{fs_group} /v && chmod 2775 /v"
@@ -173,7 +180,7 @@ class Cluster:
         pod_sc = pod.get("securityContext", {})
         sc = {**pod_sc, **container.get("securityContext", {})}
         name = name or f"{self.prefix}-{doc['metadata']['name']}"
-        args = ["--name", name, "--network", self.network]
+        args = ["--name", name, "--network", self.network, *self.label_args()]
         if not detach:
             args.append("--rm")
         # The kubelet restarts containers of Always pods (Deployments, predictors); Jobs say Never.
