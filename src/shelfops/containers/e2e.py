@@ -110,11 +110,11 @@ def scan_redis(client: Any, customer_id: str) -> list[str]:
 VOLUME_SCAN = r"""
 import json, re, sys, pathlib
 import pyarrow.parquet as pq
-cid = sys.argv[2]
+cid, audit = sys.argv[2], pathlib.Path(sys.argv[3])
 pat = re.compile(rb"(?<![0-9.])" + re.escape(cid.encode()) + rb"(?![0-9])")
 hits = []
 for path in sorted(pathlib.Path(sys.argv[1]).rglob("*")):
-    if not path.is_file():
+    if not path.is_file() or path == audit:
         continue
     if path.suffix == ".parquet":
         table = pq.read_table(path)
@@ -127,14 +127,19 @@ for path in sorted(pathlib.Path(sys.argv[1]).rglob("*")):
         hits.append(str(path))
 print(json.dumps(hits))
 """
-"""Runs in the tools image: parquet decoded column by column, every other file as bytes."""
+"""Runs in the tools image: parquet decoded column by column, every other file as bytes.
+
+The privacy audit log is skipped: it records who was forgotten, by design (the request itself).
+"""
+AUDIT_LOG = "/var/lib/shelfops/audit/privacy.jsonl"
+"""``Settings.audit_log`` with the home where the pipeline steps mount it."""
 
 
 def scan_volume(cluster: Cluster, paths: StackPaths, customer_id: str) -> list[str]:
     """Files of the home volume that hold the customer id (parquet decoded, others raw)."""
     out = run_tool(
         cluster, paths.compiled, f"shelfops:{TAG}", "-c", VOLUME_SCAN, "/var/lib/shelfops",
-        customer_id, entrypoint="python",
+        customer_id, AUDIT_LOG, entrypoint="python",
     )  # fmt: skip
     hits: list[str] = json.loads(out.strip().splitlines()[-1])
     return hits
@@ -303,7 +308,7 @@ def stages(paths: StackPaths, run: Run) -> Iterator[tuple[str, Callable[[], str]
             values = out.get("parameterValues", {})
             if values.get("passed") is False:
                 raise AssertionError(f"{name} gate failed: {values.get('reason')}")
-            shown = {k: v for k, v in values.items() if k != "compute_s"}
+            shown = {k: v for k, v in values.items() if k not in {"compute_s", "Output"}}
             return f"compute {float(values.get('compute_s', values.get('Output', 0))):.1f} s " + (
                 json.dumps(shown)[:160] if shown else ""
             )
