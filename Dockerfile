@@ -66,7 +66,8 @@ COPY loadtests ./loadtests
 RUN --mount=type=secret,id=pip_cert \
     set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
-    pip install --no-deps . && rm -rf build src/*.egg-info \
+    pip wheel --no-deps -q -w dist . && pip install --no-deps dist/shelfops-*.whl \
+    && rm -rf build src/*.egg-info \
     && groupadd --gid 10001 shelfops \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin shelfops
 # Pods run with a read-only root filesystem: everything ShelfOps writes goes under SHELFOPS_HOME,

@@ -44,6 +44,8 @@ class ContainerRevisions:
         image_repository: Image name of a model, ``{model}`` filled in.
         env: Extra environment of the model container (as the chart's ``models.<m>.env``).
         home_claim: The home volume's claim name, mounted read-only (Feast registry).
+        secret_env: Variables read from Secrets (``{"name": secret, "key": key}``), resolved
+            from the cluster's secrets like any ``secretKeyRef``.
         resources: Requests and limits of the model container (``None``: the engine's defaults).
     """
 
@@ -51,6 +53,7 @@ class ContainerRevisions:
     image_repository: str = "shelfops-{model}"
     env: Mapping[str, str] = field(default_factory=dict)
     home_claim: str | None = None
+    secret_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     resources: Mapping[str, Mapping[str, str]] | None = None
 
     def manifest(self, model: str, version: str) -> dict[str, object]:
@@ -63,6 +66,7 @@ class ContainerRevisions:
             model_version=version,
             env=dict(self.env),
             home_claim=self.home_claim,
+            secret_env={k: dict(v) for k, v in self.secret_env.items()},
             **extra,  # type: ignore[arg-type]
         )
         return to_manifest(build_inference_service(spec))

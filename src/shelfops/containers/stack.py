@@ -124,8 +124,7 @@ def open_cluster(paths: StackPaths, create: bool) -> Cluster:
 def model_env(cluster: Cluster) -> dict[str, str]:
     """Environment of the model containers: the cluster settings the chart's ConfigMap holds.
 
-    The engine's InferenceService has no Secret reference yet (issue 12, single owner of the
-    spec), so the stack passes the Redis password as a plain variable of its model containers.
+    The Redis password is not here: it reaches them as a Secret reference (:func:`revisions_of`).
     """
     data = dict(cluster.find("ConfigMap", f"{RELEASE}-env")["data"])
     data.pop("SHELFOPS_REDIS_PASSWORD_FILE", None)
@@ -134,13 +133,18 @@ def model_env(cluster: Cluster) -> dict[str, str]:
         "SHELFOPS_HOME": "/var/lib/shelfops",
         "BENTOML_HOME": "/tmp/bentoml",
         "SHELFOPS_MONITOR_SAMPLE_RATE": "0",
-        "SHELFOPS_REDIS_PASSWORD": cluster.secrets[REDIS_SECRET],
     }
 
 
 def revisions_of(cluster: Cluster) -> ContainerRevisions:
     """The rollout engine's container revisions on the stack (read-only home, model env)."""
-    return ContainerRevisions(cluster, env=model_env(cluster), home_claim=HOME_CLAIM)
+    secret = {"name": REDIS_SECRET[0], "key": REDIS_SECRET[1]}
+    return ContainerRevisions(
+        cluster,
+        env=model_env(cluster),
+        home_claim=HOME_CLAIM,
+        secret_env={"SHELFOPS_REDIS_PASSWORD": secret},
+    )
 
 
 def rollout_config(record: dict[str, Any], **overrides: Any) -> RolloutSettings:

@@ -139,9 +139,17 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, what: str) -> str:
     return done.stdout
 
 
+def _read_only(root: Path) -> bool:
+    """Whether the checkout cannot be written (the tools image: ``/app`` belongs to root)."""
+    return not os.access(root, os.W_OK)
+
+
 @contextlib.contextmanager
 def _build_lock(root: Path) -> Iterator[None]:
     """An exclusive lock on ``dist/`` across processes (tests, benchmarks, pipelines)."""
+    if _read_only(root):  # nothing is written there: the image's wheel is only read
+        yield
+        return
     dist = root / "dist"
     dist.mkdir(exist_ok=True)
     with (dist / ".build.lock").open("w") as handle:
@@ -153,9 +161,21 @@ def _build_lock(root: Path) -> Iterator[None]:
 
 
 def build_wheel(root: Path | None = None) -> Path:
-    """Build the shelfops wheel into ``dist/`` (no network: no build isolation)."""
+    """Build the shelfops wheel into ``dist/`` (no network: no build isolation).
+
+    In a read-only checkout (the tools image, where pipeline steps run as uid 10001) the wheel
+    the image was built with, shipped in ``dist/``, is used instead.
+
+    Raises:
+        PackagingError: The build failed, or a read-only checkout ships no wheel.
+    """
     root = root or project_root()
     dist = root / "dist"
+    if _read_only(root):
+        shipped = sorted(dist.glob("shelfops-*.whl"))
+        if not shipped:
+            raise PackagingError(f"{root} is read-only and ships no shelfops wheel in {dist}")
+        return shipped[-1]
     dist.mkdir(exist_ok=True)
     for old in dist.glob("shelfops-*.whl"):
         old.unlink()
