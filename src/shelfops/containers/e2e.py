@@ -183,9 +183,20 @@ def containerize(cluster: Cluster, paths: StackPaths, model: str, bento: str) ->
         ca = os.environ.get("SHELFOPS_PIP_CERT", "/etc/ssl/certs/ca-certificates.crt")
         if Path(ca).is_file():
             argv += ["--opt", f"secret=id=pip_cert,src={ca}"]
-        done = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, check=False)
+        # BentoML reads a dockerfile_template only below its working directory, and it stages
+        # the build context in TMPDIR: run it from there (as scripts/build-images.sh does).
+        done = subprocess.run(
+            argv,
+            env=env,
+            cwd=tempfile.gettempdir(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"bentoml containerize {bento}:\n{done.stdout[-1500:]}")
+            raise RuntimeError(
+                f"bentoml containerize {bento}:\n{(done.stdout + done.stderr)[-2500:]}"
+            )
     return version
 
 
