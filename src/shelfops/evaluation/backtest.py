@@ -85,7 +85,10 @@ def _prepare_home(
     if transactions_path is None:
         raise ValueError("give a transactions file or a data set (--dataset completejourney)")
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", transactions_path.stem)
-    bt = settings.model_copy(update={"home": settings.root / "backtests" / f"{stem}-{tag}"})
+    # Its own registry too: a cluster's SHELFOPS_FEAST_REGISTRY is the shared one.
+    bt = settings.model_copy(
+        update={"home": settings.root / "backtests" / f"{stem}-{tag}", "feast_registry": None}
+    )
     say(f"ingesting {transactions_path.name}")
     ingest(
         transactions_path,

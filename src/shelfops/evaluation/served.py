@@ -142,7 +142,11 @@ def state_home(ctx: Context, cutoff: pd.Timestamp, root: Path, base: Settings) -
     from shelfops.features.definitions import MERCH_SERVICE, RECS_SERVICE
     from shelfops.features.store import FeatureRepo
 
-    home = base.model_copy(update={"home": root, "profile": "local", "redis_url": None})
+    # The replay home keeps its own registry: a cluster's SHELFOPS_FEAST_REGISTRY points at the
+    # shared one, which the replay's `apply` would otherwise overwrite with its temporary sources.
+    home = base.model_copy(
+        update={"home": root, "profile": "local", "redis_url": None, "feast_registry": None}
+    )
     tx = ctx.transactions[pd.to_datetime(ctx.transactions["invoice_date"]) < cutoff]
     products = _products_at(ctx.products, tx, cutoff)
     clean = {"transactions": tx, "customers": ctx.customers, "products": products}
