@@ -119,7 +119,10 @@ for path in sorted(pathlib.Path(sys.argv[1]).rglob("*")):
     if path.suffix == ".parquet":
         table = pq.read_table(path)
         for column in table.column_names:
-            values = table.column(column).cast("string").to_pylist()
+            try:
+                values = table.column(column).cast("string").to_pylist()
+            except Exception:  # nested (lists of floats, structs): their text form
+                values = [json.dumps(v, default=str) for v in table.column(column).to_pylist()]
             if any(v is not None and pat.search(v.encode()) for v in values):
                 hits.append(f"{path} (column {column})")
                 break
