@@ -63,40 +63,48 @@ def print_backtest(result: dict[str, Any]) -> None:
     Args:
         result: The result of :func:`shelfops.evaluation.backtest.run_backtest`.
     """
-    d, r = result["demand"], result["recommendations"]
+    d, r = result.get("demand"), result.get("recommendations")
     origins = result.get("origins") or [result["cutoff"]]
-    console.print(_origin_table("Demand per origin", d, ["wrmsse", "wape"]))
-    console.print(
-        _origin_table("Recommendations per origin", r, ["recall@10", "ndcg@10", "recall@10_new"])
-    )
-    console.print(
-        _task_table(
-            f"Demand, mean of {len(origins)} origins from {result['cutoff']}: "
-            f"{d['products_evaluated']:.0f} products per origin, "
-            f"horizon {d['horizon_weeks']} weeks",
-            d,
-            list(DEMAND_METRICS),
-            "WRMSSE",
-            d["relative_improvement_wrmsse"],
+    if d:
+        console.print(_origin_table("Demand per origin", d, ["wrmsse", "wape"]))
+    if r:
+        console.print(
+            _origin_table(
+                "Recommendations per origin", r, ["recall@10", "ndcg@10", "recall@10_new"]
+            )
         )
-    )
-    console.print(
-        _task_table(
-            f"Recommendations, mean of {len(origins)} origins: "
-            f"{r['customers_evaluated']:.0f} customers per origin, catalogue {r['catalogue_size']}",
-            r,
-            list(RECS_METRICS),
-            "Recall@10",
-            r["relative_improvement_recall@10"],
+    if d:
+        console.print(
+            _task_table(
+                f"Demand, mean of {len(origins)} origins from {result['cutoff']}: "
+                f"{d['products_evaluated']:.0f} products per origin, "
+                f"horizon {d['horizon_weeks']} weeks",
+                d,
+                list(DEMAND_METRICS),
+                "WRMSSE",
+                d["relative_improvement_wrmsse"],
+            )
         )
-    )
-    fallback = d.get("fallback") or {}
-    if fallback:
-        said = ", ".join(f"{seg} -> {name}" for seg, name in fallback.items())
-        console.print(f"demand fallback (baseline beat the model on validation): {said}")
-    else:
-        console.print("demand fallback: none (the model beat the baselines in every segment)")
-    if r.get("served"):
+    if r:
+        console.print(
+            _task_table(
+                f"Recommendations, mean of {len(origins)} origins: "
+                f"{r['customers_evaluated']:.0f} customers per origin, "
+                f"catalogue {r['catalogue_size']}",
+                r,
+                list(RECS_METRICS),
+                "Recall@10",
+                r["relative_improvement_recall@10"],
+            )
+        )
+    if d:
+        fallback = d.get("fallback") or {}
+        if fallback:
+            said = ", ".join(f"{seg} -> {name}" for seg, name in fallback.items())
+            console.print(f"demand fallback (baseline beat the model on validation): {said}")
+        else:
+            console.print("demand fallback: none (the model beat the baselines in every segment)")
+    if r and r.get("served"):
         print_served(r["served"])
     console.print(f"wall time {result['wall_time_s']:.1f} s; report: {result.get('report')}")
 
@@ -207,8 +215,16 @@ def backtest(
             "top-up) and report served Recall/NDCG/HR@10 beside the offline figures.",
         ),
     ] = False,
+    models: Annotated[
+        str,
+        typer.Option(
+            "--models",
+            help="Which models to train and score: demand, recs or both (one alone is faster "
+            "when iterating on it).",
+        ),
+    ] = "both",
 ) -> None:
-    """Backtest both models against every baseline at rolling origins on a file or data set."""
+    """Backtest the models against every baseline at rolling origins on a file or data set."""
     settings = settings_from(ctx)
     from shelfops.evaluation.backtest import run_backtest
     from shelfops.evaluation.rolling import OriginPlan
@@ -230,6 +246,7 @@ def backtest(
                 plan=OriginPlan(origins, origin_step_weeks),
                 households=households,
                 served=served,
+                models=models,
             ),
         )
     except ValueError as exc:

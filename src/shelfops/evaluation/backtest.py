@@ -28,10 +28,11 @@ from shelfops.evaluation.rolling import (
 )
 from shelfops.models.baselines import DEMAND_BASELINES
 from shelfops.models.demand import DemandConfig
-from shelfops.models.recs import RecsConfig, purchase_lines
+from shelfops.models.recs import RecsConfig, RecsModel, TrainingSlice, purchase_lines
 from shelfops.settings import Settings
 from shelfops.training.context import (
     WEEK,
+    Context,
     Progress,
     clean_json,
     load_context,
@@ -39,6 +40,9 @@ from shelfops.training.context import (
 )
 from shelfops.training.demand import train_demand
 from shelfops.training.recs import train_recs
+
+#: What ``run_backtest(models=...)`` accepts: one model (to iterate on it alone) or both.
+BACKTEST_MODELS: tuple[str, ...] = ("demand", "recs", "both")
 
 
 def _table(scores: dict[str, dict[str, Any]], key: str, lower: bool) -> dict[str, Any]:
@@ -102,6 +106,80 @@ def _prepare_home(
     return bt, str(transactions_path)
 
 
+def _demand_part(
+    ctx: Context,
+    cut: pd.Timestamp,
+    origins: list[pd.Timestamp],
+    dcfg: DemandConfig,
+    weeks: dict[str, int],
+    say: Progress,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train the demand model before ``cut`` and score it at every origin beside the baselines."""
+    say("training the demand model")
+    t0 = time.perf_counter()
+    dmodel, dinfo = train_demand(ctx, cut, dcfg, say)
+    ctx.timings["demand_train_s"] = time.perf_counter() - t0
+    say(f"demand: scoring {len(origins)} origins")
+    t0 = time.perf_counter()
+    dper, forecasts = demand_at_origins(ctx, dmodel, origins, ctx.data_end)
+    ctx.timings["demand_eval_s"] = time.perf_counter() - t0
+    dmean = mean_metrics(dper)
+    return {
+        "model": dmean["model"],
+        "baselines": {k: dmean[k] for k in DEMAND_BASELINES},
+        "relative_improvement_wrmsse": _table(dmean, "wrmsse", True),
+        "per_origin": dper,
+        "relative_improvement_wrmsse_per_origin": _per_origin(dper, "wrmsse", True),
+        "products_evaluated": dmean["model"]["products"],
+        "horizon_weeks": dcfg.horizon,
+        "weeks_evaluated": weeks,
+        "early_stopping": dinfo["validation"],
+        "early_stopping_origin": dinfo["validation_origin"],
+        "segments": dinfo["segments"],
+        "fallback": dinfo["fallback"],
+        "training_rows": dinfo["training_rows"],
+        "wall_time_s": ctx.timings["demand_train_s"] + ctx.timings["demand_eval_s"],
+    }, forecasts
+
+
+def _recs_part(
+    ctx: Context,
+    cut: pd.Timestamp,
+    origins: list[pd.Timestamp],
+    rcfg: RecsConfig,
+    say: Progress,
+) -> tuple[dict[str, Any], RecsModel, dict[str, list[Any]], TrainingSlice]:
+    """Train the recommender before ``cut`` and score it at every origin beside the baselines."""
+    say("training the recommender")
+    t0 = time.perf_counter()
+    rmodel, rinfo = train_recs(ctx, cut, rcfg, say)
+    ctx.timings["recs_train_s"] = time.perf_counter() - t0
+    say(f"recs: scoring {len(origins)} origins")
+    t0 = time.perf_counter()
+    rper, recs, sl = recs_at_origins(ctx, rmodel, origins, ctx.data_end + WEEK * 1000)
+    ctx.timings["recs_eval_s"] = time.perf_counter() - t0
+    rmean = mean_metrics(rper)
+    return (
+        {
+            "model": rmean["model"],
+            "baselines": {k: v for k, v in rmean.items() if k != "model"},
+            "relative_improvement_recall@10": _table(rmean, "recall@10", False),
+            "per_origin": rper,
+            "relative_improvement_recall@10_per_origin": _per_origin(rper, "recall@10", False),
+            "customers_evaluated": rmean["model"]["customers"],
+            "catalogue_size": int(rmodel.stats.recommendable.sum()),
+            "early_stopping": rinfo["validation"],
+            "early_stopping_cutoff": rinfo["validation_cutoff"],
+            "training_customers": rinfo["training_customers"],
+            "excluded_opted_out": rinfo["excluded_opted_out"],
+            "wall_time_s": ctx.timings["recs_train_s"] + ctx.timings["recs_eval_s"],
+        },
+        rmodel,
+        recs,
+        sl,
+    )
+
+
 def run_backtest(
     transactions_path: Path | None,
     cutoff: str | pd.Timestamp | None,
@@ -117,6 +195,7 @@ def run_backtest(
     plan: OriginPlan | None = None,
     households: int | None = None,
     served: bool = False,
+    models: str = "both",
 ) -> dict[str, Any]:
     """Run the whole rolling-origin backtest and return the JSON-able result.
 
@@ -143,11 +222,21 @@ def run_backtest(
         households: With a data set, only its first N households.
         served: Also replay the customers of the latest origin through the recommendation server
             with the state as of that origin (:mod:`shelfops.evaluation.served`) and report
-            served metrics beside the model's offline ones there.
+            served metrics beside the model's offline ones there (needs the recommender).
+        models: Which models to train and score: ``demand``, ``recs`` or ``both``.
 
     Returns:
-        ``{"cutoff", "origins", "demand": {...}, "recommendations": {...}, "wall_time_s", ...}``.
+        ``{"cutoff", "origins", "demand": {...}, "recommendations": {...}, "wall_time_s", ...}``
+        (only the entries of the models asked for).
+
+    Raises:
+        ValueError: On an unknown ``models``, ``served`` without the recommender, or origins
+            beyond the data.
     """
+    if models not in BACKTEST_MODELS:
+        raise ValueError(f"unknown models {models!r}; use one of {', '.join(BACKTEST_MODELS)}")
+    if served and models == "demand":
+        raise ValueError("--served replays the recommender: use --models recs or both")
     say = progress or (lambda _m: None)
     started = time.perf_counter()
     plan = plan or OriginPlan()
@@ -176,28 +265,6 @@ def run_backtest(
             f"no complete week after the last origin {origins[-1].date()} (data ends "
             f"{ctx.data_end.date()}); use an earlier --cutoff or fewer --origins"
         )
-    dcfg = demand_config or DemandConfig(seed=settings.seed)
-    dcfg.horizon = horizon_weeks
-    rcfg = recs_config or RecsConfig(seed=settings.seed)
-
-    say("training the demand model")
-    t0 = time.perf_counter()
-    dmodel, dinfo = train_demand(ctx, cut, dcfg, say)
-    ctx.timings["demand_train_s"] = time.perf_counter() - t0
-    say(f"demand: scoring {len(origins)} origins")
-    t0 = time.perf_counter()
-    dper, forecasts = demand_at_origins(ctx, dmodel, origins, ctx.data_end)
-    ctx.timings["demand_eval_s"] = time.perf_counter() - t0
-    say("training the recommender")
-    t0 = time.perf_counter()
-    rmodel, rinfo = train_recs(ctx, cut, rcfg, say)
-    ctx.timings["recs_train_s"] = time.perf_counter() - t0
-    say(f"recs: scoring {len(origins)} origins")
-    t0 = time.perf_counter()
-    rper, recs, sl = recs_at_origins(ctx, rmodel, origins, ctx.data_end + WEEK * 1000)
-    ctx.timings["recs_eval_s"] = time.perf_counter() - t0
-
-    dmean, rmean = mean_metrics(dper), mean_metrics(rper)
     weeks = {str(o.date()): int(min(horizon_weeks, (ctx.data_end - o) / WEEK)) for o in origins}
     result: dict[str, Any] = {
         "transactions": source,
@@ -206,41 +273,23 @@ def run_backtest(
         "origin_step_weeks": plan.step_weeks,
         "data_end": str((ctx.data_end - pd.Timedelta(days=1)).date()),
         "seed": settings.seed,
-        "demand": {
-            "model": dmean["model"],
-            "baselines": {k: dmean[k] for k in DEMAND_BASELINES},
-            "relative_improvement_wrmsse": _table(dmean, "wrmsse", True),
-            "per_origin": dper,
-            "relative_improvement_wrmsse_per_origin": _per_origin(dper, "wrmsse", True),
-            "products_evaluated": dmean["model"]["products"],
-            "horizon_weeks": horizon_weeks,
-            "weeks_evaluated": weeks,
-            "early_stopping": dinfo["validation"],
-            "early_stopping_origin": dinfo["validation_origin"],
-            "segments": dinfo["segments"],
-            "fallback": dinfo["fallback"],
-            "training_rows": dinfo["training_rows"],
-            "wall_time_s": ctx.timings["demand_train_s"] + ctx.timings["demand_eval_s"],
-        },
-        "recommendations": {
-            "model": rmean["model"],
-            "baselines": {k: v for k, v in rmean.items() if k != "model"},
-            "relative_improvement_recall@10": _table(rmean, "recall@10", False),
-            "per_origin": rper,
-            "relative_improvement_recall@10_per_origin": _per_origin(rper, "recall@10", False),
-            "customers_evaluated": rmean["model"]["customers"],
-            "catalogue_size": int(rmodel.stats.recommendable.sum()),
-            "early_stopping": rinfo["validation"],
-            "early_stopping_cutoff": rinfo["validation_cutoff"],
-            "training_customers": rinfo["training_customers"],
-            "excluded_opted_out": rinfo["excluded_opted_out"],
-            "wall_time_s": ctx.timings["recs_train_s"] + ctx.timings["recs_eval_s"],
-        },
-        "timings_s": dict(ctx.timings),
-        "wall_time_s": time.perf_counter() - started,
-        "home": str(bt.root),
+        "models": models,
     }
-    if served:
+    forecasts: pd.DataFrame | None = None
+    if models in ("demand", "both"):
+        dcfg = demand_config or DemandConfig(seed=settings.seed)
+        dcfg.horizon = horizon_weeks
+        result["demand"], forecasts = _demand_part(ctx, cut, origins, dcfg, weeks, say)
+    rmodel: RecsModel | None = None
+    recs: dict[str, list[Any]] | None = None
+    sl: TrainingSlice | None = None
+    if models in ("recs", "both"):
+        rcfg = recs_config or RecsConfig(seed=settings.seed)
+        result["recommendations"], rmodel, recs, sl = _recs_part(ctx, cut, origins, rcfg, say)
+    result["timings_s"] = dict(ctx.timings)
+    result["wall_time_s"] = time.perf_counter() - started
+    result["home"] = str(bt.root)
+    if served and rmodel is not None and sl is not None:
         from shelfops.evaluation.served import evaluate_served
 
         t0 = time.perf_counter()
@@ -250,7 +299,7 @@ def run_backtest(
             sl,
             purchase_lines(ctx.transactions),
             settings,  # the user's home: its rules in force
-            offline=rper[str(origins[-1].date())]["model"],
+            offline=result["recommendations"]["per_origin"][str(origins[-1].date())]["model"],
             workdir=bt.root,
             progress=say,
         )
@@ -271,7 +320,7 @@ def run_backtest(
             recs=recs,
             transactions=ctx.transactions,
             products=ctx.products,
-            rows=sl.rows,
+            rows=sl.rows if sl is not None else None,
         )
         result["report"] = str(path)
         result["wall_time_s"] = time.perf_counter() - started
