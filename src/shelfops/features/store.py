@@ -13,6 +13,9 @@ Everything asks for features by FeatureService name.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -88,6 +91,10 @@ def _python_value(value: Value) -> Any:
     return feast_value_type_to_python_type(value)
 
 
+class OnlineReadTimeout(TimeoutError):
+    """The online store did not answer one read within the repository's read deadline."""
+
+
 def registry_exists(settings: Settings) -> bool:
     """Whether the Feast registry has been applied (object-store URIs are assumed to exist)."""
     path = settings.registry_path
@@ -96,13 +103,29 @@ def registry_exists(settings: Settings) -> bool:
     return Path(path).exists()
 
 
+def _is_redis_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py's timeout (without importing redis for SQLite homes)."""
+    return type(exc).__name__ == "TimeoutError" and type(exc).__module__.startswith("redis")
+
+
 class FeatureRepo:
     """ShelfOps' Feast repository: apply, materialize, and reads by FeatureService name."""
 
-    def __init__(self, settings: Settings) -> None:
-        """Bind the repository to a settings object (nothing is opened yet)."""
+    def __init__(self, settings: Settings, read_timeout_s: float | None = None) -> None:
+        """Bind the repository to a settings object (nothing is opened yet).
+
+        Args:
+            settings: ShelfOps settings (profile, online store).
+            read_timeout_s: Deadline of one online read, enforced by the store itself on the
+                calling thread: Redis socket timeouts, and on SQLite a lock wait no longer than
+                the deadline and a query interrupted when it runs past it. A missed deadline
+                raises :class:`OnlineReadTimeout`. None: the stores' own defaults.
+        """
         self.settings = settings
+        self.read_timeout_s = read_timeout_s
         self._plans: dict[tuple[str, ...], tuple[str, list[tuple[Any, list[str]]]] | None] = {}
+        self._deadline = threading.local()
+        self._guarded: object | None = None
 
     def repo_config(self) -> RepoConfig:
         """The Feast configuration for the settings' profile."""
@@ -114,6 +137,9 @@ class FeatureRepo:
             conn = RedisTarget.parse(self.settings.redis_url).feast_connection_string(
                 self._redis_password()
             )
+            if self.read_timeout_s is not None:  # redis-py's own deadline, no thread needed
+                t = self.read_timeout_s
+                conn += f",socket_timeout={t},socket_connect_timeout={t}"
             online = {"type": "redis", "connection_string": conn}
         else:
             feast_dir.mkdir(parents=True, exist_ok=True)  # cluster pods may mount it read-only
@@ -228,10 +254,30 @@ class FeatureRepo:
         Returns:
             Columns: the join key and every referenced feature, one value per entity row.
         """
+        if self.read_timeout_s is None:
+            return self._online_refs(refs, entity_rows)
+        self._deadline.at = time.monotonic() + self.read_timeout_s
+        try:
+            return self._online_refs(refs, entity_rows)
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc) or "locked" in str(exc):
+                raise OnlineReadTimeout(f"SQLite online store: {exc}") from exc
+            raise
+        except Exception as exc:
+            if _is_redis_timeout(exc):
+                raise OnlineReadTimeout(f"Redis online store: {exc}") from exc
+            raise
+        finally:
+            self._deadline.at = None
+
+    def _online_refs(
+        self, refs: list[str], entity_rows: list[dict[str, Any]]
+    ) -> dict[str, list[Any]]:
         plan = self._online_plan(tuple(refs))
         if plan is None:
             return self.store.get_online_features(features=refs, entity_rows=entity_rows).to_dict()
         join_key, views = plan
+        self._guard()
         ids = [str(row[join_key]) for row in entity_rows]
         keys = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=i)]) for i in ids]
         provider = self._provider
@@ -253,6 +299,44 @@ class FeatureRepo:
     @cached_property
     def _provider(self) -> Any:
         return self.store._get_provider()
+
+    def _guard(self) -> None:
+        """Put the read deadline on Feast's store client (once per client).
+
+        Redis: no retries (redis-py retries timeouts three times with backoff by default, which
+        would multiply the deadline); the socket timeouts come from the connection string.
+        SQLite: lock waits give up after the deadline (``busy_timeout``) and a statement still
+        running past it is interrupted by a progress handler. :meth:`online_refs` reports each
+        as :class:`OnlineReadTimeout`.
+        """
+        if self.read_timeout_s is None:
+            return
+        online_store = self._provider.online_store
+        config = self.store.config
+        if self.settings.profile == "cluster" or self.settings.redis_url:
+            client = online_store._get_client(config.online_store)
+            if client is not self._guarded:
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+
+                client.set_retry(Retry(NoBackoff(), 0))
+                self._guarded = client
+            return
+        getter = getattr(online_store, "_get_conn", None)
+        if getter is None:
+            return
+        conn = getter(config)
+        if conn is self._guarded:
+            return
+        deadline = self._deadline
+
+        def past_deadline() -> int:
+            at = getattr(deadline, "at", None)
+            return int(at is not None and time.monotonic() > at)
+
+        conn.execute(f"PRAGMA busy_timeout = {max(1, int(self.read_timeout_s * 1000))}")
+        conn.set_progress_handler(past_deadline, 1000)
+        self._guarded = conn
 
     def _online_plan(self, refs: tuple[str, ...]) -> tuple[str, list[tuple[Any, list[str]]]] | None:
         """The feature views and names behind ``refs``, or None when they need the SDK's read."""

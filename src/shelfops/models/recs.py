@@ -22,10 +22,11 @@ the customer's first invoice after it; the loss is a listwise softmax over the c
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import sparse
+from scipy.special import erf
 from torch import nn
 
 from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
@@ -445,12 +447,22 @@ def build_candidates(
     good = jj >= 0
     rr, jj, vv = rr[good], jj[good], vv[good]
     hh = np.repeat(h_flat[ok], nb.shape[1])[good]
-    pair_key, group = np.unique(rr.astype(np.int64) * n_items + jj, return_inverse=True)
-    pair_co = np.bincount(group, weights=vv, minlength=len(pair_key)).astype(np.float32)
-    order = np.lexsort((vv, group))  # per pair, its largest single contribution last
-    last_in_group = np.r_[group[order][1:] != group[order][:-1], True] if len(order) else order
-    strongest = order[last_in_group.astype(bool)] if len(order) else order
-    pair_best, pair_src = vv[strongest], hh[strongest]
+    # One sort by (pair, contribution): each pair's entries are adjacent, its largest last.
+    key = rr.astype(np.int64) * n_items + jj
+    order = np.lexsort((vv, key))
+    key_s, vv_s = key[order], vv[order]
+    first_in_group = np.empty(len(key_s), bool)
+    first_in_group[:1] = True
+    np.not_equal(key_s[1:], key_s[:-1], out=first_in_group[1:])
+    starts = np.flatnonzero(first_in_group)
+    ends = np.append(starts[1:], len(key_s)) - 1 if len(starts) else starts
+    pair_key = key_s[starts]
+    pair_co = (
+        np.add.reduceat(vv_s.astype(np.float64), starts).astype(np.float32)
+        if len(starts)
+        else np.zeros(0, np.float32)
+    )
+    pair_best, pair_src = vv_s[ends], hh[order][ends]
     pair_row, pair_item = pair_key // max(n_items, 1), pair_key % max(n_items, 1)
     rec = stats.recommendable
     usable = rec[pair_item] & (pair_co > 0)
@@ -459,17 +471,15 @@ def build_candidates(
     u_row, u_item = u_row[by_score], u_item[by_score]
     k_co = min(config.co_candidates, n_items)
     co_rank = np.arange(len(u_row)) - np.searchsorted(u_row, u_row, side="left")
-    co_top_rows = np.split(
-        u_item[co_rank < k_co], np.searchsorted(u_row[co_rank < k_co], np.arange(1, n))
-    )
-    popular = stats.popular_order()[: config.popular_candidates]
-    cand_lists: list[np.ndarray] = []
+    top_co = co_rank < k_co
+    co_top_rows = np.split(u_item[top_co], np.searchsorted(u_row[top_co], np.arange(1, n)))
+    popular = stats.popular_order()[: config.popular_candidates].tolist()
+    cand_lists: list[list[int]] = []
     for r in range(n):
-        own = hist[r][valid_h[r]]
-        cset = np.concatenate([own, co_top_rows[r], popular])
-        _, first = np.unique(cset, return_index=True)
-        cset = cset[np.sort(first)]
-        cand_lists.append(cset[rec[cset]])
+        # own items, then co-purchase, then popular; first occurrence wins; recommendable only
+        own = hist[r][valid_h[r]].tolist()
+        ordered = np.fromiter(dict.fromkeys(own + co_top_rows[r].tolist() + popular), np.int64)
+        cand_lists.append(ordered[rec[ordered]].tolist() if len(ordered) else [])
     c = max((len(x) for x in cand_lists), default=1) or 1
     items = np.full((n, c), -1, np.int64)
     for r, cl in enumerate(cand_lists):
@@ -477,12 +487,15 @@ def build_candidates(
     mask = items >= 0
     safe = np.maximum(items, 0)
 
-    # Own-history lookups per candidate.
-    pos = np.full((n, c), -1, np.int64)
-    for r in range(n):
-        lookup = {int(h): k for k, h in enumerate(hist[r]) if h >= 0}
-        pos[r] = [lookup.get(int(i), -1) for i in items[r]]
-    has = pos >= 0
+    # Own-history lookups per candidate: position of the candidate in the customer's history
+    # (a customer's history items are distinct), by a sorted search over (customer, item) keys.
+    hist_key = np.where(valid_h, np.arange(n, dtype=np.int64)[:, None] * n_items + hist, -1)
+    hist_order = np.argsort(hist_key, axis=None, kind="stable")
+    sorted_keys = hist_key.ravel()[hist_order]
+    cand_key = np.arange(n, dtype=np.int64)[:, None] * n_items + safe
+    hit = np.minimum(np.searchsorted(sorted_keys, cand_key), sorted_keys.size - 1)
+    has = (sorted_keys[hit] == cand_key) & mask
+    pos = np.where(has, hist_order[hit] % t, -1)
     safe_pos = np.maximum(pos, 0)
     own_count = np.where(has, np.take_along_axis(counts, safe_pos, 1), 0.0)
     own_last = np.where(has, np.take_along_axis(last, safe_pos, 1), 0.0)
@@ -501,7 +514,6 @@ def build_candidates(
     pop13 = stats.pop13[safe]
     pop52 = stats.pop52[safe]
     trend = np.log((pop4 + 1.0) / (pop13 / 3.25 + 1.0))
-    cand_key = np.arange(n, dtype=np.int64)[:, None] * n_items + safe
     at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
     found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros((n, c), bool)
     co_score = np.where(found, pair_co[at] if len(pair_key) else 0.0, 0.0)
@@ -512,12 +524,13 @@ def build_candidates(
         else [""] * n,
         dtype=object,
     )
-    cats = stats.category_array
-    cat_match = (cats[safe] == fav[:, None]) & (cats[safe] != "Unknown")
+    cats = stats.category_array[safe]
+    cat_match = (cats == fav[:, None]) & (cats != "Unknown")
     disc_aff = _num(rows, "discount_affinity")
-    feats = np.stack(
-        [
-            has.astype(np.float32),
+    feats = np.empty((n, c, N_PAIR_FEATURES), np.float32)
+    for f, column in enumerate(
+        (
+            has,
             np.log1p(own_count),
             np.log1p(days_since) * has,
             due,
@@ -530,14 +543,14 @@ def build_candidates(
             np.log1p(stats.age_weeks[safe]) / 3.0,
             np.log1p(co_score),
             np.log1p(10 * co_max),
-            cat_match.astype(np.float32),
-            np.broadcast_to(np.log1p(inv_total)[:, None], (n, c)),
-            np.broadcast_to(np.log1p(cust_days)[:, None], (n, c)),
-            np.broadcast_to(disc_aff[:, None], (n, c)),
-        ],
-        axis=2,
-    ).astype(np.float32)
-    feats = np.where(mask[..., None], feats, 0.0).astype(np.float32)
+            cat_match,
+            np.log1p(inv_total)[:, None],
+            np.log1p(cust_days)[:, None],
+            disc_aff[:, None],
+        )
+    ):
+        feats[:, :, f] = column  # cast to float32 on assignment, broadcast per customer
+    feats *= mask[..., None]
     co_src = np.where(found, pair_src[at] if len(pair_key) else -1, -1)
     return CandidateBatch(
         customer_ids=[str(c) for c in rows["customer_id"]],
@@ -559,8 +572,6 @@ NUMPY_SCORING_MAX_CELLS = 512
 
 def _gelu(x: np.ndarray) -> np.ndarray:
     """Exact GELU (``nn.GELU()``'s default), in numpy."""
-    from scipy.special import erf
-
     return (0.5 * x * (1.0 + erf(x * np.float32(0.7071067811865476)))).astype(np.float32)
 
 
@@ -600,15 +611,51 @@ class RecsNet(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # Model
 # ------------------------------------------------------------------------------------------------
-@dataclass
 class Recommendation:
-    """One recommended item."""
+    """One recommended item; its reason is worded when first read (most candidates never are)."""
 
-    stock_code: str
-    score: float
-    reason: str
-    description: str = ""
-    category: str = "Unknown"
+    __slots__ = ("_reason", "category", "description", "score", "stock_code")
+
+    def __init__(
+        self,
+        stock_code: str,
+        score: float,
+        reason: str | Callable[[], str],
+        description: str = "",
+        category: str = "Unknown",
+    ) -> None:
+        """Create the item; ``reason`` is the text or a function that words it."""
+        self.stock_code = stock_code
+        self.score = score
+        self._reason = reason
+        self.description = description
+        self.category = category
+
+    @property
+    def reason(self) -> str:
+        """The short human reason for this item."""
+        if not isinstance(self._reason, str):
+            self._reason = self._reason()
+        return self._reason
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field (reasons worded) is equal."""
+        if not isinstance(other, Recommendation):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """Like a dataclass repr."""
+        code, score, reason, description, category = self._fields()
+        return (
+            f"Recommendation(stock_code={code!r}, score={score!r}, reason={reason!r}, "
+            f"description={description!r}, category={category!r})"
+        )
+
+    def _fields(self) -> tuple[str, float, str, str, str]:
+        return (self.stock_code, self.score, self.reason, self.description, self.category)
 
 
 @dataclass
@@ -651,11 +698,25 @@ class RecsModel:
             s = self.net(batch.items, self._norm(batch.feats), batch.hist_items, batch.hist_w)
         return s.masked_fill(~batch.mask, float("-inf"))
 
+    def _weights(self) -> dict[str, np.ndarray]:
+        """NumPy views of the network's parameters, built once per network.
+
+        The views share memory with the parameters, so in-place updates (optimizer steps,
+        ``load_state_dict``) show; reading ``state_dict()`` per request cost about a third of
+        the scoring. A different network object gets new views.
+        """
+        cached = self.__dict__.get("_weight_views")
+        if cached is None or cached[0] is not self.net:
+            views = {name: p.detach().numpy() for name, p in self.net.named_parameters()}
+            m, sd = self._scale
+            views["_mean"], views["_std"] = m.numpy(), sd.numpy()
+            self.__dict__["_weight_views"] = cached = (self.net, views)
+        return cached[1]
+
     def _score_numpy(self, batch: CandidateBatch) -> np.ndarray:
         """:meth:`RecsNet.forward` in numpy on the network's current weights (views, no copy)."""
-        net = self.net
-        w = {name: t.detach().numpy() for name, t in net.state_dict().items()}
-        pad = net.n_items
+        w = self._weights()
+        pad = self.net.n_items
         items, hist = batch.items.numpy(), batch.hist_items.numpy()
         hist_w = batch.hist_w.numpy()
         it = np.where(items >= 0, items, pad)
@@ -663,8 +724,7 @@ class RecsModel:
         share = hist_w / np.maximum(hist_w.sum(axis=1, keepdims=True), 1e-6)
         cust = np.einsum("bt,btd->bd", share, w["item_in.weight"][hi])
         dot = np.einsum("bd,bcd->bc", cust, w["item_out.weight"][it])
-        m, sd = self._scale
-        x = (batch.feats.numpy() - m.numpy()) / sd.numpy()
+        x = (batch.feats.numpy() - w["_mean"]) / w["_std"]
         h = _gelu(x @ w["mlp.0.weight"].T + w["mlp.0.bias"])
         h = _gelu(h @ w["mlp.2.weight"].T + w["mlp.2.bias"])
         out = (h @ w["mlp.4.weight"].T + w["mlp.4.bias"])[..., 0] + dot + w["bias.weight"][it, 0]
@@ -721,22 +781,27 @@ class RecsModel:
             take = personal[s : s + batch_size]
             part = {name: [v[i] for i in take] for name, v in cols.items()}
             batch = build_candidates(part, self.stats, self.config, np.full(len(take), now_s))
-            scores = self.score_batch(batch)
+            scores = self.score_batch(batch).numpy()
             kk = min(k, scores.shape[1])
-            top = torch.topk(scores, kk, dim=1)
+            # best kk per row, best first (stable: ties keep candidate order)
+            top_index = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+            top_values = np.take_along_axis(scores, top_index, 1).tolist()
             # numpy views once: element reads from tensors cost microseconds each
             arrays = (batch.items.numpy(), batch.feats.numpy(), batch.co_source.numpy())
-            top_values, top_index = top.values.tolist(), top.indices.tolist()
+            top_items = np.take_along_axis(arrays[0], top_index, 1).tolist()
+            top_index_l = top_index.tolist()
             for r, cid in enumerate(batch.customer_ids):
                 recs: list[Recommendation] = []
                 seen: set[int] = set()
-                for sc, ci in zip(top_values[r], top_index[r], strict=True):
-                    j = int(arrays[0][r, ci])
-                    if j < 0 or not np.isfinite(sc):
+                for sc, ci, j in zip(top_values[r], top_index_l[r], top_items[r], strict=True):
+                    if j < 0 or not math.isfinite(sc):
                         continue
                     seen.add(j)
-                    reason = self._reason(arrays, r, ci) if with_reasons else ""
-                    recs.append(self._rec(j, float(sc), reason))
+                    # worded only if read: a server shows k of the candidates it asks for
+                    reason: str | Callable[[], str] = (
+                        partial(self._reason, arrays, r, ci) if with_reasons else ""
+                    )
+                    recs.append(self._rec(j, sc, reason))
                 for j in popular:  # top up (tiny histories, tiny catalogues)
                     if len(recs) >= k:
                         break
@@ -745,7 +810,7 @@ class RecsModel:
                 out[cid] = recs
         return out
 
-    def _rec(self, j: int, score: float, reason: str) -> Recommendation:
+    def _rec(self, j: int, score: float, reason: str | Callable[[], str]) -> Recommendation:
         return Recommendation(
             stock_code=self.stats.items[j],
             score=score,

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from shelfops.features.definitions import RECS_SERVICE
-from shelfops.models.recs import RecsModel, Rows
+from shelfops.models.recs import Recommendation, RecsModel, Rows
 from shelfops.predictors.base import RegistryPredictor
 
 
@@ -22,6 +22,25 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
     def features(self) -> list[str]:
         """The FeatureService feature names the model was trained on."""
         return list(self.model.features)
+
+    def recommend(
+        self,
+        rows: Rows,
+        k: int = 10,
+        now: pd.Timestamp | None = None,
+    ) -> dict[str, list[Recommendation]]:
+        """Top-``k`` items per customer as the model's objects (reasons worded when read).
+
+        Args:
+            rows: ``recs_v1`` rows with ``customer_id`` (unknown customers may have only the id):
+                an offline frame, or online rows as dicts or columns (scored without pandas).
+            k: List length.
+            now: Scoring time (default: the model's training cutoff).
+
+        Returns:
+            ``{customer_id: [Recommendation, ...]}``; a popularity top-up scores ``-inf``.
+        """
+        return self.model.recommend(rows, k=k, now=now)
 
     def predict(
         self,
@@ -40,7 +59,6 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
         Returns:
             ``{customer_id: [{"stock_code", "score", "reason", "description", "category"}]}``.
         """
-        recs = self.model.recommend(rows, k=k, now=now)
         return {
             c: [
                 {
@@ -52,5 +70,5 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
                 }
                 for r in v
             ]
-            for c, v in recs.items()
+            for c, v in self.recommend(rows, k=k, now=now).items()
         }

@@ -56,7 +56,8 @@ class DemandServer(ModelServer):
         self.predictor = DemandPredictor.from_path(model_dir)
         self.predictor.tag = self.tag
         self.online = OnlineReader(
-            lambda: FeatureRepo(self.settings), self.serving.online_timeout_ms / 1000.0
+            lambda t: FeatureRepo(self.settings, read_timeout_s=t),
+            self.serving.online_timeout_ms / 1000.0,
         )
         gate = self.metadata.get("gate", {})
         best = str(gate.get("best_baseline", "ma13"))

@@ -2,10 +2,12 @@
 
 Reads go to the Feast online store (SQLite locally, Redis in the cluster) by ``view:feature``
 references resolved once from the FeatureService, so the feature lists still live only in
-``shelfops.features.definitions``. Each read runs on a small thread pool and is abandoned after
-``timeout_s``; the caller gets ``None`` and a reason it can report and count. After a failed or
-timed-out read the store is opened afresh (at most once per ``reopen_after_s``), so a store that
-comes back is used again without restarting the server.
+``shelfops.features.definitions``. A read runs on the calling thread and the store itself keeps
+the deadline (:class:`~shelfops.features.store.FeatureRepo` with ``read_timeout_s``: Redis
+socket timeouts; on SQLite a bounded lock wait and an interrupted query), so a request pays no
+hand-off to another thread; the caller gets ``None`` and a reason it can report and count. After
+a failed or timed-out read the store is opened afresh (at most once per ``reopen_after_s``), so a
+store that comes back is used again without restarting the server.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from shelfops.features.store import FeatureRepo
@@ -30,45 +30,48 @@ class OnlineReader:
 
     def __init__(
         self,
-        repo_factory: Callable[[], FeatureRepo],
+        repo_factory: Callable[[float], FeatureRepo],
         timeout_s: float,
-        workers: int = 4,
         reopen_after_s: float = 1.0,
     ) -> None:
         """Create the reader; the store is opened on first use (and again after a failure).
 
         Args:
-            repo_factory: Builds the feature repository (``FeatureRepo(settings)``).
-            timeout_s: Longest wait for one read.
-            workers: Threads serving reads (a hung store occupies at most this many).
+            repo_factory: Builds the feature repository for a read deadline in seconds
+                (``lambda t: FeatureRepo(settings, read_timeout_s=t)``).
+            timeout_s: Longest wait for one request-path read.
             reopen_after_s: Shortest time between two reopenings of a failing store (opening
                 reads the Feast registry, too slow to repeat on every request of an outage).
         """
         self._factory = repo_factory
-        self._repo: FeatureRepo | None = None
+        self._repos: dict[float, FeatureRepo] = {}
         self._failed_at: float | None = None
         self._lock = threading.Lock()
         self.timeout_s = timeout_s
         self.reopen_after_s = reopen_after_s
         self.reopened = 0
         """How many times the store was opened again after a failure."""
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="online-store")
 
-    def repo(self) -> FeatureRepo:
-        """The feature repository: opened on first use, and again once a failure is old enough."""
+    def repo(self, timeout_s: float | None = None) -> FeatureRepo:
+        """The feature repository for a deadline (default: the request deadline).
+
+        Opened on first use, and again (every deadline's) once a failure is old enough.
+        """
+        timeout = timeout_s or self.timeout_s
         with self._lock:
             failed = self._failed_at
             if (
-                self._repo is not None
+                self._repos
                 and failed is not None
                 and time.monotonic() - failed >= self.reopen_after_s
             ):
-                self._repo = None
-                self.reopened += 1
-            if self._repo is None:
-                self._repo = self._factory()
+                self._repos = {}
                 self._failed_at = None
-            return self._repo
+                self.reopened += 1
+            repo = self._repos.get(timeout)
+            if repo is None:
+                repo = self._repos[timeout] = self._factory(timeout)
+            return repo
 
     def _failed(self) -> None:
         with self._lock:
@@ -98,7 +101,7 @@ class OnlineReader:
         entity_rows: list[dict[str, Any]],
         timeout_s: float | None = None,
     ) -> tuple[Rows | None, str]:
-        """Read features, or explain why not within the deadline.
+        """Read features on this thread, or explain why not within the deadline.
 
         Args:
             refs: ``view:feature`` references.
@@ -109,14 +112,14 @@ class OnlineReader:
             ``(columns, "")`` on success; ``(None, reason)`` with reason ``online_store_timeout``
             or ``online_store_error``.
         """
-        future = self._pool.submit(lambda: self.repo().online_refs(refs, entity_rows))
         try:
-            rows = future.result(timeout=timeout_s or self.timeout_s)
-        except FutureTimeout:
-            future.cancel()
+            rows = self.repo(timeout_s).online_refs(refs, entity_rows)
+        except TimeoutError as exc:  # OnlineReadTimeout, or a connect timeout
             self._failed()
             log.warning(
-                "online store did not answer within %.0f ms", (timeout_s or self.timeout_s) * 1000
+                "online store did not answer within %.0f ms: %s",
+                (timeout_s or self.timeout_s) * 1000,
+                exc,
             )
             return None, "online_store_timeout"
         except Exception as exc:  # any store failure becomes a fallback, never a 5xx
@@ -127,5 +130,6 @@ class OnlineReader:
         return rows, ""
 
     def close(self) -> None:
-        """Stop the read threads (pending reads are dropped)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Forget the open stores (nothing runs in the background)."""
+        with self._lock:
+            self._repos = {}

@@ -38,6 +38,7 @@ from shelfops.features.definitions import (
     RECS_SERVICE,
 )
 from shelfops.features.store import FeatureRepo
+from shelfops.models.recs import Recommendation
 from shelfops.monitoring.store import recs_outputs
 from shelfops.predictors.recs import RecsPredictor
 from shelfops.serving.base import BadRequest, ModelServer
@@ -144,7 +145,8 @@ class RecsServer(ModelServer):
         self.clock: Callable[[], pd.Timestamp] = pd.Timestamp.now
         """Scoring time; the served-path evaluation sets it to the cutoff it replays."""
         self.online = OnlineReader(
-            lambda: FeatureRepo(self.settings), self.serving.online_timeout_ms / 1000.0
+            lambda t: FeatureRepo(self.settings, read_timeout_s=t),
+            self.serving.online_timeout_ms / 1000.0,
         )
         self.catalog: dict[str, CatalogEntry] = {}
         self._refs: dict[str, list[str]] = {}
@@ -351,7 +353,7 @@ class RecsServer(ModelServer):
         pool = personal_pool(k, len(self.items), self.serving)
         with self.compute:
             scored = (
-                self.predictor.predict([s.row for s in personal], k=pool, now=self.clock())
+                self.predictor.recommend([s.row for s in personal], k=pool, now=self.clock())
                 if personal
                 else {}
             )
@@ -382,7 +384,7 @@ class RecsServer(ModelServer):
     def _answer(
         self,
         state: CustomerState,
-        scored: list[dict[str, Any]],
+        scored: list[Recommendation],
         k: int,
         exclude: set[str],
         category: str | None,
@@ -392,21 +394,21 @@ class RecsServer(ModelServer):
         """Rules, top-up and the response for one customer."""
         affinity = float(state.row.get("discount_affinity") or 0.0) if state.personal else 0.0
         candidates = [
-            Candidate(r["stock_code"], float(r["score"]), r)
+            Candidate(r.stock_code, r.score, r)
             for r in scored
-            if r["score"] is not None
-            and r["stock_code"] not in exclude
-            and (category is None or r["category"] == category)
+            if r.score > -1e30  # model top-ups (no score) are left to the popularity top-up
+            and r.stock_code not in exclude
+            and (category is None or r.category == category)
         ]
         outcome = apply_rules(self.rules, candidates, self.catalog, affinity, k)
         self._count_removals(outcome.removed, "personal")
-        items = [
-            RecommendedItem(
+        items = [  # built from the model's own values: no validation needed
+            RecommendedItem.model_construct(
                 stock_code=c.candidate.stock_code,
-                description=str(c.candidate.payload.get("description") or ""),
-                category=str(c.candidate.payload.get("category") or "Unknown"),
+                description=c.candidate.payload.description or "",
+                category=c.candidate.payload.category or "Unknown",
                 score=c.score,
-                reason=str(c.candidate.payload.get("reason") or ""),
+                reason=c.candidate.payload.reason,  # worded here, only for the items served
                 boosted=c.boosted,
                 source="personal",
             )
@@ -419,10 +421,14 @@ class RecsServer(ModelServer):
         if len(items) < k:
             fill_source: ItemSource = "popularity_top_up" if state.personal else state.source
             extra, dropped = self._popular(
-                k - len(items), {i.stock_code for i in items} | exclude, category, affinity
+                k - len(items),
+                {i.stock_code for i in items} | exclude,
+                category,
+                affinity,
+                fill_source,
             )
             self._count_removals(dropped, "popularity")
-            items += [i.model_copy(update={"source": fill_source}) for i in extra]
+            items += extra
             removed += [
                 RemovedItem(
                     stock_code=r.stock_code, rule=r.rule, reason=r.reason, source=fill_source
@@ -452,7 +458,12 @@ class RecsServer(ModelServer):
             self.metrics.rule_removals.labels(self.name, rule, source).inc(n)
 
     def _popular(
-        self, n: int, taken: set[str], category: str | None, affinity: float
+        self,
+        n: int,
+        taken: set[str],
+        category: str | None,
+        affinity: float,
+        source: ItemSource = "cold_start",
     ) -> tuple[list[RecommendedItem], list[Removal]]:
         """Popular items that pass the rules, and the popular items the rules removed."""
         model = self.predictor.model
@@ -470,14 +481,14 @@ class RecsServer(ModelServer):
                 removed.append(Removal(code, removal.rule, removal.reason))
                 continue
             out.append(
-                RecommendedItem(
+                RecommendedItem.model_construct(  # the model's own values: no validation needed
                     stock_code=code,
                     description=model.stats.description[j],
                     category=model.stats.category[j],
                     score=None,
                     reason=model.popular_reason(j),
                     boosted=is_surplus(self.rules, entry),
-                    source="cold_start",
+                    source=source,
                 )
             )
         return out, removed

@@ -204,7 +204,8 @@ class Candidate:
 
     stock_code: str
     score: float
-    payload: Mapping[str, Any]
+    payload: Any
+    """What the caller scored (a model's recommendation, a row); the rules do not read it."""
 
 
 @dataclass(frozen=True)
