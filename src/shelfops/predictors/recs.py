@@ -48,16 +48,13 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
         k: int = 10,
         now: pd.Timestamp | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
-        """Top-``k`` items per customer with reasons; cold-start and opted-out get popularity.
+        """:meth:`recommend` as plain dicts, every reason worded (reports, console, monitoring).
 
-        Args:
-            rows: ``recs_v1`` rows with ``customer_id`` (unknown customers may have only the id):
-                an offline frame, or online rows as dicts or columns (scored without pandas).
-            k: List length.
-            now: Scoring time (default: the model's training cutoff).
+        Cold-start and opted-out customers get popularity.
 
         Returns:
-            ``{customer_id: [{"stock_code", "score", "reason", "description", "category"}]}``.
+            ``{customer_id: [{"stock_code", "score", "reason", "description", "category"}]}``;
+            a top-up's score is None.
         """
         return {
             c: [
