@@ -341,7 +341,10 @@ def _column(cols: Mapping[str, Any], name: str, n: int) -> np.ndarray:
     values = cols.get(name)
     if values is None:
         return np.zeros(n)
-    out = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
+    try:  # numbers and None (online rows) convert directly
+        out = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):  # anything else the way pandas coerces it
+        out = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
     return np.nan_to_num(out)
 
 

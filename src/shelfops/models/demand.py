@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ import torch
 from torch import nn
 
 from shelfops.models.training import EarlyStopping
+
+Rows: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
+"""``demand_v1`` rows: an offline frame, or columns (name to one value per row) from the store."""
 
 QUANTILES: tuple[float, float, float] = (0.1, 0.5, 0.9)
 _EPS = 1e-3
@@ -103,7 +107,7 @@ def set_determinism(seed: int, threads: int = 1) -> None:
 # ------------------------------------------------------------------------------------------------
 # Encoding of FeatureService rows
 # ------------------------------------------------------------------------------------------------
-def _array_column(values: pd.Series, length: int | None = None) -> np.ndarray:
+def _array_column(values: Sequence[Any], length: int | None = None) -> np.ndarray:
     """Right-aligned ``(rows, length)`` float32 matrix of an array feature (missing values 0).
 
     Each row keeps its last ``length`` values (default: the longest row); shorter rows are
@@ -111,13 +115,16 @@ def _array_column(values: pd.Series, length: int | None = None) -> np.ndarray:
     sequences without a Python loop over the values.
     """
     n_rows = len(values)
-    if isinstance(values.dtype, pd.ArrowDtype):
+    if isinstance(getattr(values, "dtype", None), pd.ArrowDtype):
         arr = pa.array(values)
         lens = arr.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
     else:
         seqs = [() if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values]
         lens = np.fromiter(map(len, seqs), np.int64, count=n_rows)
+        n = length or int(lens.max(initial=0))
+        if n_rows and n and (lens == n).all():  # every row full length: one conversion
+            return np.nan_to_num(np.asarray(seqs, np.float32).reshape(n_rows, n))
         flat = (
             np.concatenate([np.asarray(v, np.float32).ravel() for v in seqs])
             if lens.sum()
@@ -133,6 +140,50 @@ def _array_column(values: pd.Series, length: int | None = None) -> np.ndarray:
     keep = col >= 0
     out[row[keep], col[keep]] = np.nan_to_num(flat[keep])
     return out
+
+
+def _numeric(values: Sequence[Any]) -> np.ndarray:
+    """A numeric feature column as float64; missing or non-numeric values are 0.
+
+    A frame column goes through ``pd.to_numeric``; online columns (lists of numbers and None)
+    convert directly, without pandas.
+    """
+    if not isinstance(values, pd.Series):
+        try:
+            out = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            out = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(
+                np.float64
+            )
+        return np.where(np.isnan(out), 0.0, out)
+    return pd.to_numeric(values, errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+
+
+def _numeric_or_nan(values: Sequence[Any]) -> np.ndarray:
+    """A numeric column as float64 with missing or non-numeric values as NaN."""
+    if not isinstance(values, pd.Series):
+        try:
+            return np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = pd.Series(list(values), dtype=object)
+    return np.asarray(pd.to_numeric(values, errors="coerce"), float)
+
+
+def _origins(values: Sequence[Any]) -> np.ndarray:
+    """Forecast origins as naive UTC ``datetime64[ns]`` (an array of them passes through)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "M":
+        return values.astype("datetime64[ns]")
+    return pd.to_datetime(pd.Series(values), utc=True).dt.tz_localize(None).to_numpy()
+
+
+@lru_cache(maxsize=512)
+def _calendar(origin: np.datetime64, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """ISO week and day-of-year/365.25 of the mid-week of each target week after ``origin``."""
+    target = origin + (np.arange(horizon) * 7 + 3).astype("timedelta64[D]")
+    t_index = pd.DatetimeIndex(target)
+    woy = t_index.isocalendar().week.to_numpy().astype(np.float32)
+    doy = t_index.dayofyear.to_numpy().astype(np.float32) / 365.25
+    return woy, doy
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
@@ -174,17 +225,18 @@ class DemandEncoder:
         self.std = [float(x) + 1e-3 for x in np.nanstd(raw, axis=0)] if raw.size else []
         return self
 
-    def _scale(self, df: pd.DataFrame) -> np.ndarray:
+    def _scale(self, df: Rows, hist: np.ndarray | None = None) -> np.ndarray:
         cfg = self.config
-        hist = _array_column(df[cfg.history_feature], self.history_len)
-        level = pd.to_numeric(df[cfg.scale_feature], errors="coerce").fillna(0.0).to_numpy()
+        if hist is None:
+            hist = _array_column(df[cfg.history_feature], self.history_len)
+        level = _numeric(df[cfg.scale_feature])
         long_run = hist.mean(axis=1)
         return np.maximum(np.maximum(level, 0.5 * long_run), 0.05).astype(np.float32)
 
-    def _scalars(self, df: pd.DataFrame, scale: np.ndarray) -> np.ndarray:
+    def _scalars(self, df: Rows, scale: np.ndarray) -> np.ndarray:
         cols = []
         for f in self.scalar_features:
-            x = pd.to_numeric(df[f], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+            x = _numeric(df[f])
             if f.startswith(self.config.relative_prefix):
                 cols.append(np.log1p(np.maximum(x, 0.0) / scale))
             else:
@@ -192,11 +244,12 @@ class DemandEncoder:
         cols.append(np.log(scale))
         return np.stack(cols, axis=1).astype(np.float32)
 
-    def transform(self, df: pd.DataFrame) -> dict[str, torch.Tensor]:
+    def transform(self, df: Rows) -> dict[str, torch.Tensor]:
         """Encode rows whose ``event_timestamp`` is the forecast origin.
 
         Args:
-            df: FeatureService rows with ``event_timestamp``.
+            df: FeatureService rows with ``event_timestamp``: a frame, or columns (online rows;
+                origins as a ``datetime64`` array) encoded without pandas.
 
         Returns:
             Tensors ``hist`` (N, L), ``scalars`` (N, F), ``steps`` (N, H, K), ``base`` (N, H, B)
@@ -204,24 +257,24 @@ class DemandEncoder:
         """
         cfg = self.config
         h = cfg.horizon
-        scale = self._scale(df)
-        hist = _array_column(df[cfg.history_feature], self.history_len) / scale[:, None]
+        raw_hist = _array_column(df[cfg.history_feature], self.history_len)
+        scale = self._scale(df, raw_hist)
+        hist = raw_hist / scale[:, None]
         scalars = (self._scalars(df, scale) - np.asarray(self.mean, np.float32)) / np.asarray(
             self.std, np.float32
         )
-        origin = pd.to_datetime(df["event_timestamp"], utc=True).dt.tz_localize(None)
-        steps = np.arange(h)
-        target = (
-            origin.to_numpy()[:, None] + (steps * 7 + 3).astype("timedelta64[D]")[None, :]
-        )  # mid-week of each target
-        t_index = pd.DatetimeIndex(target.ravel())
-        woy = t_index.isocalendar().week.to_numpy().astype(np.float32).reshape(-1, h)
-        doy = t_index.dayofyear.to_numpy().astype(np.float32).reshape(-1, h) / 365.25
+        n = len(scale)
+        origin = _origins(df["event_timestamp"])
+        # calendar of each target week, computed once per distinct origin
+        distinct, which = np.unique(origin, return_inverse=True)
+        calendars = [_calendar(o, h) for o in distinct]
+        woy = np.stack([c[0] for c in calendars])[which.ravel()].reshape(n, h)
+        doy = np.stack([c[1] for c in calendars])[which.ravel()].reshape(n, h)
         holiday = np.isin(woy, np.asarray(cfg.holiday_weeks, dtype=np.float32))
         # Last year's same target week (and neighbours) from the history array.
         L = self.history_len
-        ly = np.zeros((len(df), h), np.float32)
-        ly3 = np.zeros((len(df), h), np.float32)
+        ly = np.zeros((n, h), np.float32)
+        ly3 = np.zeros((n, h), np.float32)
         for k in range(h):
             idx = L - 52 + k
             if 0 <= idx < L:
@@ -233,12 +286,12 @@ class DemandEncoder:
         ma4 = hist[:, -4:].mean(axis=1, keepdims=True)
         ma13 = hist[:, -13:].mean(axis=1, keepdims=True)
         season_ratio = (ly3 + 0.1) / (ref + 0.1)
-        step_onehot = np.broadcast_to(np.eye(h, dtype=np.float32), (len(df), h, h))
+        step_onehot = np.broadcast_to(np.eye(h, dtype=np.float32), (n, h, h))
         # Known-ahead inputs (planned displays, mailers) for each target week.
         ahead = [
             np.log1p(np.maximum(_array_column(df[f], max(h, 1))[:, :h], 0.0))
             if f in df
-            else np.zeros((len(df), h), np.float32)
+            else np.zeros((n, h), np.float32)
             for f in self.ahead_features
         ]
         step_feats = np.concatenate(
@@ -264,9 +317,9 @@ class DemandEncoder:
         seasonal_ma = np.clip(season_ratio, 0.0, 10.0) * ma4
         base = np.stack(
             [
-                np.broadcast_to(ma4, (len(df), h)),
-                np.broadcast_to(ma13, (len(df), h)),
-                np.broadcast_to(hist[:, -1:], (len(df), h)),
+                np.broadcast_to(ma4, (n, h)),
+                np.broadcast_to(ma13, (n, h)),
+                np.broadcast_to(hist[:, -1:], (n, h)),
                 ly3,
                 seasonal_ma,
             ],
@@ -428,7 +481,7 @@ SEGMENTS: tuple[str, ...] = ("new", "smooth", "intermittent", "sparse")
 NEW_PRODUCT_WEEKS = 13
 
 
-def demand_segments(rows: pd.DataFrame) -> np.ndarray:
+def demand_segments(rows: Rows) -> np.ndarray:
     """The demand pattern of each row, from inputs the FeatureService serves.
 
     ``new``: fewer than :data:`NEW_PRODUCT_WEEKS` weeks since the first sale; otherwise by the
@@ -441,10 +494,10 @@ def demand_segments(rows: pd.DataFrame) -> np.ndarray:
     Returns:
         One segment name per row.
     """
-    age = pd.to_numeric(rows.get("weeks_since_first_sale"), errors="coerce")
-    zeros = pd.to_numeric(rows.get("zero_share_13w"), errors="coerce")
-    age_v = np.asarray(age if age is not None else np.zeros(len(rows)), float)
-    zero_v = np.asarray(zeros if zeros is not None else np.zeros(len(rows)), float)
+    age, zeros = rows.get("weeks_since_first_sale"), rows.get("zero_share_13w")
+    n = len(rows) if isinstance(rows, pd.DataFrame) else len(next(iter(rows.values()), []))
+    age_v = _numeric_or_nan(age) if age is not None else np.zeros(n)
+    zero_v = _numeric_or_nan(zeros) if zeros is not None else np.zeros(n)
     return np.where(
         np.nan_to_num(age_v) < NEW_PRODUCT_WEEKS,
         "new",
@@ -480,30 +533,11 @@ class DemandModel:
             fallback baseline's name).
         """
         h = self.config.horizon
-        self.net.eval()
-        outs = []
-        with torch.no_grad():
-            for s in range(0, len(rows), batch_size):
-                part = rows.iloc[s : s + batch_size]
-                x = self.encoder.transform(part)
-                outs.append((self.net(x) * x["scale"][:, None, None]).numpy())
+        outs = [
+            self._network(rows.iloc[s : s + batch_size]) for s in range(0, len(rows), batch_size)
+        ]
         out = np.concatenate(outs) if outs else np.zeros((0, h, 4), np.float32)
-        out = np.maximum(out, 0.0)
-        segments = demand_segments(rows)
-        source = np.full(len(rows), "model", dtype=object)
-        if self.fallback and len(rows):
-            from shelfops.models.baselines import baselines_from_columns
-
-            for segment, baseline in self.fallback.items():
-                idx = np.flatnonzero(segments == segment)
-                if not len(idx):
-                    continue
-                f = baselines_from_columns(baseline, rows.iloc[idx], h)
-                out[idx, :, 0] = f
-                out[idx, :, 2] = f
-                out[idx, :, 1] = np.minimum(out[idx, :, 1], f)
-                out[idx, :, 3] = np.maximum(out[idx, :, 3], f)
-                source[idx] = baseline
+        out, segments, source = self._with_fallback(rows, out)
         origin = pd.to_datetime(rows["event_timestamp"], utc=True).dt.tz_localize(None).to_numpy()
         steps = np.arange(h)
         return pd.DataFrame(
@@ -522,6 +556,55 @@ class DemandModel:
                 "source": np.repeat(source, h),
             }
         )
+
+    def forecast(self, cols: Mapping[str, Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` for a request's online rows, as arrays and without pandas.
+
+        Args:
+            cols: ``demand_v1`` columns (one value per product) with ``event_timestamp`` as a
+                ``datetime64`` array of origins.
+
+        Returns:
+            ``(forecasts, source)``: ``(rows, horizon, 4)`` point, P10, P50, P90 in units, and
+            which produced each row (``model`` or the fallback baseline's name).
+        """
+        out, _, source = self._with_fallback(cols, self._network(cols))
+        return out, source
+
+    def _network(self, rows: Rows) -> np.ndarray:
+        """The network's ``(rows, horizon, 4)`` forecasts in units (non-negative)."""
+        self.net.eval()
+        with torch.no_grad():
+            x = self.encoder.transform(rows)
+            out = (self.net(x) * x["scale"][:, None, None]).numpy()
+        return np.maximum(out, 0.0)
+
+    def _with_fallback(
+        self, rows: Rows, out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Replace the network by each segment's fallback baseline where one is configured."""
+        segments = demand_segments(rows)
+        source = np.full(len(out), "model", dtype=object)
+        if self.fallback and len(out):
+            from shelfops.models.baselines import baselines_from_columns
+
+            h = out.shape[1]
+            for segment, baseline in self.fallback.items():
+                idx = np.flatnonzero(segments == segment)
+                if not len(idx):
+                    continue
+                part = (
+                    rows.iloc[idx]
+                    if isinstance(rows, pd.DataFrame)
+                    else {k: [v[i] for i in idx.tolist()] for k, v in rows.items()}
+                )
+                f = baselines_from_columns(baseline, part, h)
+                out[idx, :, 0] = f
+                out[idx, :, 2] = f
+                out[idx, :, 1] = np.minimum(out[idx, :, 1], f)
+                out[idx, :, 3] = np.maximum(out[idx, :, 3], f)
+                source[idx] = baseline
+        return out, segments, source
 
     def save(self, path: Path) -> None:
         """Write ``config.json``, ``encoder.json``, ``fallback.json`` and ``weights.pt``.

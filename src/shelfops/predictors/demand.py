@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from shelfops.features.definitions import DEMAND_SERVICE
@@ -48,3 +50,25 @@ class DemandPredictor(RegistryPredictor[DemandModel]):
             o = o.tz_localize("UTC") if o.tzinfo is None else o
             df["event_timestamp"] = o - pd.Timedelta(days=o.weekday())
         return self.model.predict(df)
+
+    def forecast(
+        self, columns: Mapping[str, Sequence[Any]], origin: pd.Timestamp
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Forecast online rows from one origin, as arrays (the request path: no pandas).
+
+        Args:
+            columns: ``demand_v1`` columns from the online store, one value per product.
+            origin: Forecast origin (a Monday).
+
+        Returns:
+            ``(forecasts, source)``: ``(products, horizon, 4)`` point, P10, P50, P90 in units,
+            and ``model`` or the fallback baseline's name per product.
+        """
+        o = pd.Timestamp(origin)
+        o = o.tz_convert(None) if o.tzinfo is not None else o
+        n = len(next(iter(columns.values()), []))
+        cols: dict[str, Any] = {
+            **columns,
+            "event_timestamp": np.full(n, o.to_datetime64(), "datetime64[ns]"),
+        }
+        return self.model.forecast(cols)

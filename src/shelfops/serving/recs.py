@@ -402,8 +402,8 @@ class RecsServer(ModelServer):
         ]
         outcome = apply_rules(self.rules, candidates, self.catalog, affinity, k)
         self._count_removals(outcome.removed, "personal")
-        items = [  # built from the model's own values: no validation needed
-            RecommendedItem.model_construct(
+        items = [
+            RecommendedItem(
                 stock_code=c.candidate.stock_code,
                 description=c.candidate.payload.description or "",
                 category=c.candidate.payload.category or "Unknown",
@@ -481,7 +481,7 @@ class RecsServer(ModelServer):
                 removed.append(Removal(code, removal.rule, removal.reason))
                 continue
             out.append(
-                RecommendedItem.model_construct(  # the model's own values: no validation needed
+                RecommendedItem(
                     stock_code=code,
                     description=model.stats.description[j],
                     category=model.stats.category[j],
