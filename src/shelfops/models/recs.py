@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import sparse
-from scipy.special import erf
 from torch import nn
 
 from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
@@ -163,6 +162,32 @@ class ItemStats:
     def _popular(self) -> np.ndarray:
         order = np.lexsort((-self.pop52, -self.pop4))
         return order[self.recommendable[order]]
+
+    @cached_property
+    def pair_item_features(self) -> np.ndarray:
+        """The item-only pair features of every item row, ``(n_items, 5)`` float32, built once.
+
+        Recent and yearly popularity share, trend, repeat rate and age, in the order and with
+        the arithmetic :func:`build_candidates` writes them (features 6 to 10).
+        """
+        total13 = max(float(self.pop13.sum()), 1.0)
+        columns = (
+            np.log((self.pop4 + 1.0) / total13),
+            np.log((self.pop52 + 1.0) / total13),
+            np.log((self.pop4 + 1.0) / (self.pop13 / 3.25 + 1.0)),
+            np.log(self.repeat_rate),
+            np.log1p(self.age_weeks) / 3.0,
+        )
+        return np.stack([np.asarray(c, np.float32) for c in columns], axis=1)
+
+    @cached_property
+    def category_codes(self) -> tuple[dict[str, int], np.ndarray]:
+        """Category name to code, and each item's code (``Unknown`` is -1: it never matches)."""
+        codes: dict[str, int] = {}
+        for c in self.category:
+            if c != "Unknown":
+                codes.setdefault(c, len(codes))
+        return codes, np.array([codes.get(c, -1) for c in self.category], np.int64)
 
     def popular_order(self) -> np.ndarray:
         """Recommendable item rows by recent popularity (4 weeks, then 52 weeks)."""
@@ -509,23 +534,19 @@ def build_candidates(
     due = np.where(has, np.log((days_since + 1.0) / (interval + 1.0)), 0.0)
     share = np.where(has, own_count / inv_total[:, None], 0.0)
     rank = np.where(has, 1.0 - pos / max(t, 1), 0.0)
-    total13 = max(float(stats.pop13.sum()), 1.0)
-    pop4 = stats.pop4[safe]
-    pop13 = stats.pop13[safe]
-    pop52 = stats.pop52[safe]
-    trend = np.log((pop4 + 1.0) / (pop13 / 3.25 + 1.0))
     at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
     found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros((n, c), bool)
     co_score = np.where(found, pair_co[at] if len(pair_key) else 0.0, 0.0)
     co_max = np.where(found, pair_best[at] if len(pair_key) else 0.0, 0.0)
+    # favourite category matches the item's (never on Unknown), compared as integer codes
+    cat_codes, item_cat = stats.category_codes
     fav = np.array(
-        [_text(v) for v in rows[config.favourite_feature]]
+        [cat_codes.get(_text(v), -2) for v in rows[config.favourite_feature]]
         if config.favourite_feature in rows
-        else [""] * n,
-        dtype=object,
+        else [-2] * n,
+        np.int64,
     )
-    cats = stats.category_array[safe]
-    cat_match = (cats == fav[:, None]) & (cats != "Unknown")
+    cat_match = item_cat[safe] == fav[:, None]
     disc_aff = _num(rows, "discount_affinity")
     feats = np.empty((n, c, N_PAIR_FEATURES), np.float32)
     for f, column in enumerate(
@@ -536,20 +557,22 @@ def build_candidates(
             due,
             share,
             rank,
-            np.log((pop4 + 1.0) / total13),
-            np.log((pop52 + 1.0) / total13),
-            trend,
-            np.log(stats.repeat_rate[safe]),
-            np.log1p(stats.age_weeks[safe]) / 3.0,
+        )
+    ):
+        feats[:, :, f] = column  # cast to float32 on assignment, broadcast per customer
+    feats[:, :, 6:11] = stats.pair_item_features[safe]  # item-only features, built once
+    for f, column in enumerate(
+        (
             np.log1p(co_score),
             np.log1p(10 * co_max),
             cat_match,
             np.log1p(inv_total)[:, None],
             np.log1p(cust_days)[:, None],
             disc_aff[:, None],
-        )
+        ),
+        start=11,
     ):
-        feats[:, :, f] = column  # cast to float32 on assignment, broadcast per customer
+        feats[:, :, f] = column
     feats *= mask[..., None]
     co_src = np.where(found, pair_src[at] if len(pair_key) else -1, -1)
     return CandidateBatch(
@@ -571,8 +594,11 @@ NUMPY_SCORING_MAX_CELLS = 512
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """Exact GELU (``nn.GELU()``'s default), in numpy."""
-    return (0.5 * x * (1.0 + erf(x * np.float32(0.7071067811865476)))).astype(np.float32)
+    """The network's own exact GELU (``nn.GELU()``'s kernel) on an array, without a copy.
+
+    Half the time of the same formula with ``scipy.special.erf`` on a request's candidates.
+    """
+    return torch.nn.functional.gelu(torch.from_numpy(np.ascontiguousarray(x))).numpy()
 
 
 class RecsNet(nn.Module):
