@@ -154,11 +154,6 @@ class ItemStats:
         return {c: i for i, c in enumerate(self.items)}
 
     @cached_property
-    def category_array(self) -> np.ndarray:
-        """Categories as an object array, for vectorized category matches."""
-        return np.asarray(self.category, dtype=object)
-
-    @cached_property
     def _popular(self) -> np.ndarray:
         order = np.lexsort((-self.pop52, -self.pop4))
         return order[self.recommendable[order]]
@@ -771,7 +766,6 @@ class RecsModel:
         rows: Rows,
         k: int = 10,
         now: pd.Timestamp | None = None,
-        with_reasons: bool = True,
         batch_size: int = 512,
     ) -> dict[str, list[Recommendation]]:
         """Top-``k`` recommendations per customer row, never a discontinued item.
@@ -784,7 +778,6 @@ class RecsModel:
                 columns or dicts (no pandas on that path).
             k: List length.
             now: Scoring time (default: the model's training cutoff).
-            with_reasons: Attach a short human reason to each item.
             batch_size: Customers per forward pass.
 
         Returns:
@@ -824,10 +817,7 @@ class RecsModel:
                         continue
                     seen.add(j)
                     # worded only if read: a server shows k of the candidates it asks for
-                    reason: str | Callable[[], str] = (
-                        partial(self._reason, arrays, r, ci) if with_reasons else ""
-                    )
-                    recs.append(self._rec(j, sc, reason))
+                    recs.append(self._rec(j, sc, partial(self._reason, arrays, r, ci)))
                 for j in popular:  # top up (tiny histories, tiny catalogues)
                     if len(recs) >= k:
                         break
