@@ -124,6 +124,36 @@ def rmsse(actual: np.ndarray, forecast: np.ndarray, scale: float) -> float:
     return float(np.sqrt(np.mean(err**2) / scale))
 
 
+def wrmsse_arrays(
+    actual: np.ndarray,
+    forecast: np.ndarray,
+    mask: np.ndarray,
+    scales: np.ndarray,
+    weights: np.ndarray,
+) -> float:
+    """WRMSSE of forecasts held as ``(products, weeks)`` arrays (as in :func:`demand_metrics`).
+
+    Args:
+        actual: Observed units.
+        forecast: Point forecasts.
+        mask: 1 where a week is scored.
+        scales: Each product's :func:`naive_scale`.
+        weights: Each product's revenue weight.
+
+    Returns:
+        Revenue-weighted mean RMSSE over products with a positive scale and a scored week (the
+        plain mean when every weight is zero); NaN when none qualifies.
+    """
+    n = mask.sum(axis=1)
+    mse = ((actual - forecast) ** 2 * mask).sum(axis=1) / np.maximum(n, 1)
+    ok = np.isfinite(scales) & (scales > 0) & (n > 0)
+    if not ok.any():
+        return float("nan")
+    per = np.sqrt(mse[ok] / scales[ok])
+    w = np.clip(np.nan_to_num(weights[ok]), 0.0, None)
+    return float((per * w).sum() / w.sum()) if w.sum() > 0 else float(per.mean())
+
+
 @dataclass(frozen=True)
 class DemandEval:
     """Per-product evaluation inputs: scales and weights computed from the training window."""

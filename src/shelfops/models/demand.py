@@ -38,6 +38,7 @@ Rows: TypeAlias = pd.DataFrame | Mapping[str, Sequence[Any]]
 QUANTILES: tuple[float, float, float] = (0.1, 0.5, 0.9)
 _EPS = 1e-3
 _CLIP = 25.0  # scaled targets above this many times the series level are clipped for the loss
+_WEEK = pd.Timedelta(days=7)
 
 
 @dataclass
@@ -67,6 +68,14 @@ class DemandConfig:
     weight_power: float = 0.5
     weight_clip: float = 10.0
     seed: int = 7
+    #: Training origins need this many weeks of data before them: earlier origins see a
+    #: history cut short by the start of the data (zeros that are not sales) and a level over
+    #: fewer weeks, unlike any origin the model later forecasts from.
+    min_history_weeks: int = 13
+    #: Early stopping on the validation WRMSSE (the metric the gate judges) rather than the loss.
+    early_stop_wrmsse: bool = True
+    #: Decay per step of the moving average of the weights that is validated and kept (0: off).
+    ema_decay: float = 0.995
     holiday_weeks: tuple[int, ...] = field(default=(46, 47, 48, 49, 50, 51, 52))
     #: Per-target-week inputs known ahead (arrays starting at the origin's week).
     ahead_features: tuple[str, ...] = ("display_stores_ahead", "mailer_stores_ahead")
@@ -201,17 +210,28 @@ class DemandEncoder:
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     ahead_features: list[str] = field(default_factory=list)
+    #: Training range of each scalar input (before standardisation); inputs are clipped to it.
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    #: Whether the calendar of the target weeks is an input: only when the training labels
+    #: cover a whole year, so no target week falls in a part of the year never trained on.
+    calendar: bool = True
 
-    def fit(self, df: pd.DataFrame) -> DemandEncoder:
+    def fit(self, df: pd.DataFrame, label_end: pd.Timestamp | None = None) -> DemandEncoder:
         """Learn which features are scalars and their standardisation from training rows.
 
         Args:
             df: Training rows of the FeatureService.
+            label_end: End of the training labels (default: the last origin plus the horizon).
 
         Returns:
             Self.
         """
         cfg = self.config
+        origin = pd.to_datetime(df["event_timestamp"], utc=True).dt.tz_localize(None)
+        if len(origin):
+            end = label_end if label_end is not None else origin.max() + cfg.horizon * _WEEK
+            self.calendar = bool(end - origin.min() >= 52 * _WEEK)
         self.scalar_features = [
             f
             for f in self.features
@@ -220,7 +240,10 @@ class DemandEncoder:
         hist = df[cfg.history_feature]
         self.history_len = int(max((len(v) for v in hist if v is not None), default=52))
         self.ahead_features = [f for f in cfg.ahead_features if f in self.features and f in df]
+        self.low, self.high = [], []
         raw = self._scalars(df, self._scale(df))
+        self.low = [float(x) for x in np.nanmin(raw, axis=0)] if raw.size else []
+        self.high = [float(x) for x in np.nanmax(raw, axis=0)] if raw.size else []
         self.mean = [float(x) for x in np.nanmean(raw, axis=0)] if raw.size else []
         self.std = [float(x) + 1e-3 for x in np.nanstd(raw, axis=0)] if raw.size else []
         return self
@@ -242,7 +265,10 @@ class DemandEncoder:
             else:
                 cols.append(_signed_log(x))
         cols.append(np.log(scale))
-        return np.stack(cols, axis=1).astype(np.float32)
+        out = np.stack(cols, axis=1).astype(np.float32)
+        if self.low and len(self.low) == out.shape[1]:
+            out = np.clip(out, np.asarray(self.low, np.float32), np.asarray(self.high, np.float32))
+        return out
 
     def transform(self, df: Rows) -> dict[str, torch.Tensor]:
         """Encode rows whose ``event_timestamp`` is the forecast origin.
@@ -271,6 +297,9 @@ class DemandEncoder:
         woy = np.stack([c[0] for c in calendars])[which.ravel()].reshape(n, h)
         doy = np.stack([c[1] for c in calendars])[which.ravel()].reshape(n, h)
         holiday = np.isin(woy, np.asarray(cfg.holiday_weeks, dtype=np.float32))
+        if not self.calendar:  # part of the year never trained on: no calendar input
+            doy = np.zeros_like(doy)
+            holiday = np.zeros_like(holiday)
         # Last year's same target week (and neighbours) from the history array.
         L = self.history_len
         ly = np.zeros((n, h), np.float32)
@@ -342,6 +371,9 @@ class DemandEncoder:
             "mean": self.mean,
             "std": self.std,
             "ahead_features": self.ahead_features,
+            "low": self.low,
+            "high": self.high,
+            "calendar": self.calendar,
         }
 
     @classmethod
@@ -355,6 +387,9 @@ class DemandEncoder:
             mean=list(d["mean"]),
             std=list(d["std"]),
             ahead_features=list(d.get("ahead_features", [])),
+            low=list(d.get("low", [])),
+            high=list(d.get("high", [])),
+            calendar=bool(d.get("calendar", True)),
         )
 
 
@@ -672,6 +707,26 @@ def recently_sold(rows: pd.DataFrame, cfg: DemandConfig, weeks: int = 13) -> np.
     return np.asarray(hist[:, -weeks:].sum(axis=1) > 0)
 
 
+def _ema_average(
+    decay: float,
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
+    """Moving average of weights whose decay ramps up as ``(1 + n) / (10 + n)`` to ``decay``.
+
+    The ramp keeps the first steps from being swamped by the initial weights, so a small data
+    set that trains in a few dozen steps still ends with trained weights.
+    """
+
+    def average(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return avg * d + new * (1.0 - d)
+
+    return average
+
+
+#: ``(stock_codes, point forecasts (N, H), actuals (N, H), mask (N, H)) -> score``, lower better.
+ValidScore = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]
+
+
 def fit_demand(
     rows: pd.DataFrame,
     wide: pd.DataFrame,
@@ -682,6 +737,7 @@ def fit_demand(
     valid_end: pd.Timestamp | None = None,
     epochs: int | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    valid_score: ValidScore | None = None,
 ) -> DemandModel:
     """Train the global demand model on many (product, origin) rows.
 
@@ -695,6 +751,8 @@ def fit_demand(
         valid_end: Label end for the validation rows (the real cutoff).
         epochs: Fixed epoch count (no early stopping); defaults to ``config.epochs``.
         progress: Callback ``(epoch, epochs, loss)``.
+        valid_score: Early-stop on this score of the validation point forecasts (lower is
+            better; e.g. their WRMSSE) instead of the validation loss.
 
     Returns:
         The fitted model; ``history`` holds losses and the best epoch.
@@ -712,7 +770,7 @@ def fit_demand(
         rows, y, mask = rows.iloc[idx], y[idx], mask[idx]
     if len(rows) == 0:
         raise ValueError("no training rows with labels before the label end")
-    enc = DemandEncoder(features=list(features), config=cfg).fit(rows)
+    enc = DemandEncoder(features=list(features), config=cfg).fit(rows, label_end)
     x = enc.transform(rows)
     ys = torch.from_numpy(y) / x["scale"][:, None]
     ms = torch.from_numpy(mask)
@@ -725,11 +783,19 @@ def fit_demand(
         vy = torch.from_numpy(vyn) / vx["scale"][:, None]
         vm = torch.from_numpy(vmn)
         vw = torch.from_numpy(_sample_weights(valid_rows, cfg))
+        v_codes = valid_rows["stock_code"].astype(str).to_numpy()
     net = _build_net(enc, cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_epochs = epochs or cfg.epochs
     gen = torch.Generator().manual_seed(cfg.seed)
     stopper = EarlyStopping(cfg.patience, min_delta=1e-5)
+    # The weights judged and kept are an exponential moving average of the steps': single
+    # steps' weights made the validation WRMSSE jump by 0.1 from one epoch to the next.
+    ema = (
+        torch.optim.swa_utils.AveragedModel(net, avg_fn=_ema_average(cfg.ema_decay))
+        if cfg.ema_decay > 0
+        else None
+    )
     losses: list[float] = []
     val_losses: list[float] = []
     for epoch in range(n_epochs):
@@ -744,18 +810,29 @@ def fit_demand(
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
             total += float(loss.detach()) * len(b)
             count += len(b)
         losses.append(total / max(count, 1))
+        judged = ema.module if ema is not None else net
         if vx is not None and vy is not None and vm is not None and vw is not None:
-            net.eval()
+            judged.eval()
             with torch.no_grad():
-                vl = float(_loss(net(vx), vy, vm, vw, cfg.tweedie_power))
+                vout = judged(vx)
+                vl = float(_loss(vout, vy, vm, vw, cfg.tweedie_power))
+                if valid_score is not None:
+                    point = (vout[..., 0] * vx["scale"][:, None]).numpy()
+                    vl = valid_score(v_codes, point, vyn, vmn)
             val_losses.append(vl)
-            if stopper.step(vl, epoch + 1, net):
+            if stopper.step(vl, epoch + 1, judged):
                 break
         if progress:
             progress(epoch + 1, n_epochs, losses[-1])
+    if ema is not None:
+        averaged = ema.module
+        assert isinstance(averaged, DemandNet)
+        net = averaged
     best_epoch = stopper.restore(net, len(losses))
     net.eval()
     history = {

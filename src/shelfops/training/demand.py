@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shelfops.evaluation.scoring import eval_products, score_demand
+from shelfops.evaluation.metrics import wrmsse_arrays
+from shelfops.evaluation.scoring import demand_eval_inputs, eval_products, score_demand
 from shelfops.features.definitions import DEMAND_SERVICE
 from shelfops.models.baselines import demand_baselines, wide_panel
-from shelfops.models.demand import SEGMENTS, DemandConfig, DemandModel, fit_demand
+from shelfops.models.demand import SEGMENTS, DemandConfig, DemandModel, ValidScore, fit_demand
 from shelfops.training.context import WEEK, Context, Progress, demand_rows, feature_rows, utc
 
 
@@ -47,7 +48,8 @@ def train_demand(
     rng = np.random.default_rng(config.seed)
     pairs_p, pairs_o = np.nonzero(sold13.to_numpy() > 0)
     origins = pd.DatetimeIndex(w.columns[pairs_o]) + WEEK
-    keep = origins < cutoff
+    first_origin = pd.Timestamp(wide_all.columns[0]) + config.min_history_weeks * WEEK
+    keep = (origins < cutoff) & (origins >= first_origin)
     pairs_p, origins = pairs_p[keep], origins[keep]
     n_pairs = len(pairs_p)
     budget = int(config.max_train_rows * 1.15)
@@ -68,7 +70,16 @@ def train_demand(
     say(f"demand: {len(rows):,} training rows, {len(valid_codes):,} validation products")
     tr = rows[rows["event_timestamp"].dt.tz_localize(None) < valid_origin]
     m1 = fit_demand(
-        tr, wide_all, features, valid_origin, config, valid_rows=vrows, valid_end=cutoff
+        tr,
+        wide_all,
+        features,
+        valid_origin,
+        config,
+        valid_rows=vrows,
+        valid_end=cutoff,
+        valid_score=_wrmsse_score(panel, valid_origin, valid_codes)
+        if config.early_stop_wrmsse
+        else None,
     )
     say(f"demand: best epoch {m1.history['best_epoch']}, refitting to the cutoff")
     forecasts = {
@@ -92,6 +103,18 @@ def train_demand(
         "segments": segments,
         "fallback": model.fallback,
     }
+
+
+def _wrmsse_score(panel: pd.DataFrame, origin: pd.Timestamp, codes: list[str]) -> ValidScore:
+    """The validation WRMSSE of point forecasts at ``origin`` (scales and weights as scored)."""
+    ev = demand_eval_inputs(panel, origin, codes)
+
+    def score(stock_codes: np.ndarray, point: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+        scales = ev.scales.reindex(stock_codes).to_numpy(dtype=float)
+        weights = ev.weights.reindex(stock_codes).fillna(0.0).to_numpy(dtype=float)
+        return wrmsse_arrays(y, point, mask, scales, weights)
+
+    return score
 
 
 #: Fewest products a segment needs on validation before it may fall back to a baseline.
