@@ -16,6 +16,36 @@ from shelfops.models.demand import SEGMENTS, DemandConfig, DemandModel, ValidSco
 from shelfops.training.context import WEEK, Context, Progress, demand_rows, feature_rows, utc
 
 
+def training_origins(
+    wide: pd.DataFrame, cutoff: pd.Timestamp, config: DemandConfig
+) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """The (product, origin) pairs the network trains on, sub-sampled to the row budget.
+
+    Every Monday before ``cutoff`` at least ``config.min_history_weeks`` after the first week
+    of data, for products that sold in the 13 weeks before it.
+
+    Args:
+        wide: Products x weeks panel up to the cutoff (NaN before a product's first sale).
+        cutoff: No origin on or after it.
+        config: Row budget, seed and the history required.
+
+    Returns:
+        Row positions in ``wide`` and their origins.
+    """
+    sold13 = wide.fillna(0.0).T.rolling(13, min_periods=1).sum().T  # through week column
+    pairs_p, pairs_o = np.nonzero(sold13.to_numpy() > 0)
+    origins = pd.DatetimeIndex(wide.columns[pairs_o]) + WEEK
+    first_origin = pd.Timestamp(wide.columns[0]) + config.min_history_weeks * WEEK
+    keep = (origins < cutoff) & (origins >= first_origin)
+    pairs_p, origins = pairs_p[keep], origins[keep]
+    budget = int(config.max_train_rows * 1.15)
+    if len(pairs_p) > budget:
+        rng = np.random.default_rng(config.seed)
+        pick = np.sort(rng.choice(len(pairs_p), size=budget, replace=False))
+        pairs_p, origins = pairs_p[pick], origins[pick]
+    return pairs_p, origins
+
+
 def train_demand(
     ctx: Context, cutoff: pd.Timestamp, config: DemandConfig, say: Progress
 ) -> tuple[DemandModel, dict[str, Any]]:
@@ -41,21 +71,8 @@ def train_demand(
     features = ctx.source.feature_names(DEMAND_SERVICE)
     panel = ctx.panel
     wide_all = wide_panel(panel, ctx.data_end)
-    # Training origins: every Monday with at least one labelled week, products that sold in the
-    # 13 weeks before it; sub-sampled to the row budget before asking the feature store.
     w = wide_all.loc[:, wide_all.columns < cutoff]
-    sold13 = w.fillna(0.0).T.rolling(13, min_periods=1).sum().T  # through week column
-    rng = np.random.default_rng(config.seed)
-    pairs_p, pairs_o = np.nonzero(sold13.to_numpy() > 0)
-    origins = pd.DatetimeIndex(w.columns[pairs_o]) + WEEK
-    first_origin = pd.Timestamp(wide_all.columns[0]) + config.min_history_weeks * WEEK
-    keep = (origins < cutoff) & (origins >= first_origin)
-    pairs_p, origins = pairs_p[keep], origins[keep]
-    n_pairs = len(pairs_p)
-    budget = int(config.max_train_rows * 1.15)
-    if n_pairs > budget:
-        pick = np.sort(rng.choice(n_pairs, size=budget, replace=False))
-        pairs_p, origins = pairs_p[pick], origins[pick]
+    pairs_p, origins = training_origins(w, cutoff, config)
     t0 = time.perf_counter()
     ent = pd.DataFrame(
         {

@@ -21,6 +21,7 @@ from shelfops.evaluation.metrics import (
     relative_improvement,
     rmsse,
     wape,
+    wrmsse_arrays,
 )
 
 pytestmark = pytest.mark.unit
@@ -76,6 +77,17 @@ def test_demand_metrics_weights_by_revenue() -> None:
     assert m["wape"] == pytest.approx(4.0 / 9.0)
     assert m["coverage_p10_p90"] == pytest.approx(4 / 5)
     assert m["products"] == 3 and m["products_scaled"] == 2
+
+
+def test_wrmsse_arrays_matches_the_long_frame_metric() -> None:
+    """The array WRMSSE early stopping uses equals demand_metrics' on the same example."""
+    actual = np.array([[2.0, 2.0], [1.0, 1.0], [3.0, 0.0]])
+    forecast = np.array([[1.0, 3.0], [1.0, 3.0], [3.0, 9.0]])
+    mask = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])  # c's second week is not scored
+    scales = np.array([1.0, 4.0, float("nan")])
+    weights = np.array([30.0, 10.0, 100.0])
+    got = wrmsse_arrays(actual, forecast, mask, scales, weights)
+    assert got == pytest.approx((30 * 1.0 + 10 * math.sqrt(0.5)) / 40)
 
 
 def test_ranking_metrics_hand_computed() -> None:

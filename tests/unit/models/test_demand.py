@@ -164,3 +164,45 @@ def test_choose_fallback_hands_a_segment_to_the_baseline_that_beat_the_model(
         "new": "model",
     }
     assert out["sparse"]["products"] == 35 and out["new"]["products"] == 5
+
+
+def test_training_origins_need_history_and_recent_sales() -> None:
+    """No origin within 13 weeks of the data start; a product unsold for 13 weeks drops out."""
+    from shelfops.training.demand import training_origins
+
+    weeks = pd.date_range("2022-01-03", periods=30, freq="7D")
+    units = np.ones((2, 30))
+    units[1, 5:] = 0.0  # b stops selling after week 5
+    wide = pd.DataFrame(units, index=["a", "b"], columns=weeks)
+    cutoff = weeks[-1] + pd.Timedelta(weeks=1)
+    pos, origins = training_origins(wide, cutoff, DemandConfig(min_history_weeks=13))
+    assert list(origins[pos == 0]) == list(weeks[13:])
+    # b's last sale is in week 4: its origins end 13 weeks later.
+    assert list(origins[pos == 1]) == list(weeks[13:18])
+    _, all_origins = training_origins(wide, cutoff, DemandConfig(min_history_weeks=0))
+    assert all_origins.min() == weeks[1]
+
+
+def test_encoder_clips_inputs_to_training_range_and_drops_calendar_under_a_year(
+    fake_source_cls: Any, make_panel: Any
+) -> None:
+    """Ages beyond any trained on are clipped; without a year of labels no calendar input."""
+    from shelfops.models.demand import DemandEncoder
+
+    panel = make_panel({f"p{i}": np.full(60, 3.0 + i) for i in range(4)})
+    source = fake_source_cls(panel)
+    rows, feats = source.demand, source.feature_names(DEMAND_SERVICE)
+    ts = rows["event_timestamp"].dt.tz_localize(None)
+    train = rows[ts < pd.Timestamp("2022-01-03") + pd.Timedelta(weeks=30)]
+    cfg = DemandConfig(horizon=4)
+    short = DemandEncoder(features=feats, config=cfg).fit(train)
+    assert not short.calendar
+    steps = short.transform(train)["steps"].numpy()
+    # sin/cos of the day of year and the holiday flag: the same for every row and week.
+    assert (np.ptp(steps[..., :5].reshape(-1, 5), axis=0) == 0.0).all()
+    assert DemandEncoder(features=feats, config=cfg).fit(rows).calendar  # 60 weeks of origins
+    old = train.iloc[[0]].copy()
+    old["weeks_since_first_sale"] = 10_000
+    i = short.scalar_features.index("weeks_since_first_sale")
+    top = (short.high[i] - short.mean[i]) / short.std[i]
+    assert short.transform(old)["scalars"].numpy()[0, i] == pytest.approx(top, rel=1e-5)
