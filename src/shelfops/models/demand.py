@@ -74,8 +74,9 @@ class DemandConfig:
     min_history_weeks: int = 13
     #: Early stopping on the validation WRMSSE (the metric the gate judges) rather than the loss.
     early_stop_wrmsse: bool = True
-    #: Decay per step of the moving average of the weights that is validated and kept (0: off).
-    ema_decay: float = 0.995
+    #: The weights validated and kept are a moving average over about this many epochs of
+    #: steps (decay ``1 - 1 / steps``; 0: off).
+    ema_epochs: float = 1.0
     holiday_weeks: tuple[int, ...] = field(default=(46, 47, 48, 49, 50, 51, 52))
     #: Per-target-week inputs known ahead (arrays starting at the origin's week).
     ahead_features: tuple[str, ...] = ("display_stores_ahead", "mailer_stores_ahead")
@@ -710,14 +711,13 @@ def recently_sold(rows: pd.DataFrame, cfg: DemandConfig, weeks: int = 13) -> np.
 def _ema_average(
     decay: float,
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
-    """Moving average of weights whose decay ramps up as ``(1 + n) / (10 + n)`` to ``decay``.
+    """Moving average of weights: the mean of all steps so far until ``1 / (1 - decay)`` steps.
 
-    The ramp keeps the first steps from being swamped by the initial weights, so a small data
-    set that trains in a few dozen steps still ends with trained weights.
+    Without the warm-up the first average would be dominated by the untrained initial weights.
     """
 
     def average(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        d = min(decay, float(n) / (float(n) + 1.0))
         return avg * d + new * (1.0 - d)
 
     return average
@@ -791,9 +791,12 @@ def fit_demand(
     stopper = EarlyStopping(cfg.patience, min_delta=1e-5)
     # The weights judged and kept are an exponential moving average of the steps': single
     # steps' weights made the validation WRMSSE jump by 0.1 from one epoch to the next.
+    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     ema = (
-        torch.optim.swa_utils.AveragedModel(net, avg_fn=_ema_average(cfg.ema_decay))
-        if cfg.ema_decay > 0
+        torch.optim.swa_utils.AveragedModel(
+            net, avg_fn=_ema_average(1.0 - 1.0 / max(1.0, cfg.ema_epochs * steps_per_epoch))
+        )
+        if cfg.ema_epochs > 0
         else None
     )
     losses: list[float] = []
