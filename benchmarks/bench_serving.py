@@ -14,10 +14,14 @@ Targets, each at 10 and 50 users who think about 1 s between requests, then 50 u
 
 * floor: the recommendation server called in the Locust process (no HTTP);
 * shelfops: our BentoML service (``bentoml serve``), V2 and friendly JSON;
-* kserve: stock ``kserve.ModelServer`` hosting the same server (``benchmarks/kserve_peer.py``).
+* kserve: stock ``kserve.ModelServer`` hosting the same server (``benchmarks/kserve_peer.py``);
+* before (with ``--baseline DIR``): the same BentoML service served from another checkout (for
+  example ``git archive main | tar -x -C DIR``), so a change to the HTTP layer is measured
+  against the code before it in the same run, on the same home and model.
 
 Servers are pinned to CPU 0 and Locust to CPU 1 (``taskset``) so they do not fight for a core.
-Usage: ``python benchmarks/bench_serving.py [--home local_outputs] [--seconds 20]``. The home
+Usage: ``python benchmarks/bench_serving.py [--home local_outputs] [--seconds 20]
+[--baseline DIR]``. The home
 needs registered models (``make quickstart``); without them the script runs the quickstart.
 """
 
@@ -81,6 +85,12 @@ def _locust(
         "p99_ms": float(row["99%"]),
         "mean_ms": round(float(row["Average Response Time"]), 2),
     }
+
+
+def _start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start a server process with its output in ``log``."""
+    with log.open("wb") as handle:
+        return subprocess.Popen(argv, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def _cpu_ms(fn: Any, n: int) -> dict[str, float]:
@@ -257,6 +267,12 @@ def main() -> int:
         help="Run only the in-process budgets or only the HTTP runs.",
     )
     ap.add_argument("--calls", type=int, default=2000, help="Calls per in-process measurement.")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="Another ShelfOps checkout (src/ and serving/) to serve beside this one as 'before'.",
+    )
     args = ap.parse_args()
     home = args.home.resolve()
     _ensure_models(home)
@@ -285,36 +301,30 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         try:
-            ours_port, peer_port = free_port(), free_port()
+            ours_port, peer_port, base_port = free_port(), free_port(), free_port()
             argv, env = serve_command(settings, "recs", ours_port)
-            logs = out / "ours.log"
             procs.append(
-                subprocess.Popen(
-                    [*_pin(0), *argv],
-                    env=os.environ | env,
-                    cwd=project_root(),
-                    stdout=logs.open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
+                _start([*_pin(0), *argv], os.environ | env, project_root(), out / "ours.log")
             )
-            procs.append(
-                subprocess.Popen(
-                    [
-                        *_pin(0),
-                        sys.executable,
-                        str(ROOT / "benchmarks" / "kserve_peer.py"),
-                        "--home",
-                        str(home),
-                        "--port",
-                        str(peer_port),
-                    ],
-                    cwd=ROOT,
-                    stdout=(out / "peer.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            peer_argv = [
+                *_pin(0),
+                sys.executable,
+                str(ROOT / "benchmarks" / "kserve_peer.py"),
+                "--home",
+                str(home),
+                "--port",
+                str(peer_port),
+            ]
+            procs.append(_start(peer_argv, dict(os.environ), ROOT, out / "peer.log"))
+            if args.baseline:
+                base = args.baseline.resolve()
+                argv, env = serve_command(settings, "recs", base_port)
+                argv[argv.index("--working-dir") + 1] = str(base)
+                env["PYTHONPATH"] = os.pathsep.join([str(base / "src"), str(base)])
+                procs.append(_start([*_pin(0), *argv], os.environ | env, base, out / "base.log"))
             ours, peer = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
-            for url, proc in ((ours, procs[0]), (peer, procs[1])):
+            before = f"http://127.0.0.1:{base_port}"
+            for url, proc in zip((ours, peer, before), procs, strict=False):
                 if not wait_ready(url, proc, 240):
                     raise SystemExit(f"{url} did not become ready (logs in {out})")
             plan = [
@@ -323,6 +333,11 @@ def main() -> int:
                 ("shelfops_recommend", "ShelfOpsRecommendUser", ours),
                 ("kserve_v2", "KServeV2User", peer),
             ]
+            if args.baseline:
+                plan += [
+                    ("before_v2", "ShelfOpsV2User", before),
+                    ("before_recommend", "ShelfOpsRecommendUser", before),
+                ]
             for n in users:
                 for name, user, host in plan:
                     print(f"{name} at {n} users, {args.think}s think time ...", flush=True)
@@ -355,6 +370,16 @@ def main() -> int:
             saturated["shelfops_v2"]["p95_ms"] / max(saturated["kserve_v2"]["p95_ms"], 1e-9), 2
         ),
     }
+    ours_rec = results[f"shelfops_recommend@{top}-saturated"]
+    ratios["saturated"]["recommend_rps_over_kserve_rps"] = round(
+        ours_rec["rps"] / max(saturated["kserve_v2"]["rps"], 1e-9), 2
+    )
+    if args.baseline:
+        for kind in ("v2", "recommend"):
+            now, was = (results[f"{k}_{kind}@{top}-saturated"] for k in ("shelfops", "before"))
+            ratios["saturated"][f"{kind}_rps_now_over_before"] = round(
+                now["rps"] / max(was["rps"], 1e-9), 2
+            )
     for n in users:
         floor, ours_v2, peer_v2 = (
             results[f"{k}@{n}"] for k in ("floor", "shelfops_v2", "kserve_v2")

@@ -21,6 +21,9 @@ server, app = open_server("demand")
     http={"port": 8080},
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # per-request lines cost latency; /metrics counts
+    # Our app counts every request itself (shelfops_* at /metrics); BentoML's duplicate traffic
+    # metrics cost a middleware pass per request, and without them /metrics is the app's own.
+    metrics={"enabled": False},
 )
 @bentoml.asgi_app(app, path="/")
 class DemandService:

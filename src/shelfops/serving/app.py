@@ -11,8 +11,11 @@ Routes (``{name}`` is the server's model name, ``recs`` or ``demand``):
 * ``GET /v2/models/{name}``, ``GET /v2/models/{name}/ready``, ``POST /v2/models/{name}/infer``
 * ``POST /recommend`` (recs) or ``POST /forecast`` (demand)
 * ``POST /feedback``: what customers did with recommendations, actual sales for forecasts
-* ``GET /metrics`` (Prometheus; under ``bentoml serve`` BentoML's own ``/metrics`` answers and
-  includes these metrics through its multiprocess collector)
+* ``GET /metrics`` (Prometheus; the services turn BentoML's own metrics off, so under
+  ``bentoml serve`` this route answers too)
+
+Prediction routes run the (millisecond, CPU-bound) prediction on the event loop and encode
+responses once (pydantic-core or orjson): see :func:`_predict` and ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -129,6 +133,44 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def is_synthetic(request: Request) -> bool:
     """Whether a request carries the synthetic-traffic marker (see :data:`SYNTHETIC_HEADER`)."""
     return request.headers.get(SYNTHETIC_HEADER, "").lower() in ("1", "true", "yes")
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response encoded by orjson (numpy arrays included)."""
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _predict(server: ModelServer, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one prediction call of ``server``.
+
+    A prediction is a short CPU-bound call (a millisecond or two), so it runs on the event
+    loop, as stock ``kserve.ModelServer`` runs a synchronous ``predict``: requests take turns
+    instead of thread-pool workers time-slicing the GIL, and there is no thread handoff. Only
+    when the latency fault drill makes every prediction sleep does it go to a worker thread, so
+    that health checks keep answering during the drill.
+    """
+    if server.serving.inject_latency_ms > 0:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
+def _model_response(result: BaseModel, degraded: bool) -> Response:
+    """A response model as JSON, serialized once by pydantic-core.
+
+    The model was built by our own code from validated parts, so FastAPI's second validation
+    and ``jsonable_encoder`` pass over it (a large share of a request's CPU) are skipped; the
+    route's ``response_model`` still documents the shape.
+    """
+    return Response(
+        result.model_dump_json(),
+        media_type="application/json",
+        headers={DEGRADED_HEADER: "true" if degraded else "false"},
+    )
 
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -392,22 +434,22 @@ def create_app(server: ModelServer) -> FastAPI:
         return _error(404, f"unknown model {model!r}; this server serves {name!r}")
 
     @app.get("/v2/health/live", tags=["v2"])
-    def live() -> dict[str, bool]:
+    async def live() -> dict[str, bool]:
         """The process is up."""
         return {"live": True}
 
     @app.get("/v2/health/ready", tags=["v2"], responses={503: {"description": "Not ready"}})
-    def ready() -> Response:
+    async def ready() -> Response:
         """The model is loaded and may take traffic."""
         return JSONResponse({"ready": True}) if server.ready else not_ready()
 
     @app.get("/v2", tags=["v2"])
-    def server_metadata() -> dict[str, Any]:
+    async def server_metadata() -> dict[str, Any]:
         """V2 server metadata."""
         return {"name": f"shelfops-{name}", "version": "1", "extensions": []}
 
     @app.get("/v2/models/{model}", tags=["v2"], responses=ERRORS)
-    def model_metadata(model: str) -> Response:
+    async def model_metadata(model: str) -> Response:
         """V2 model metadata."""
         if model != name:
             return unknown(model)
@@ -416,7 +458,7 @@ def create_app(server: ModelServer) -> FastAPI:
         return JSONResponse(server.v2_metadata())
 
     @app.get("/v2/models/{model}/ready", tags=["v2"], responses=ERRORS)
-    def model_ready(model: str) -> Response:
+    async def model_ready(model: str) -> Response:
         """V2 model readiness."""
         if model != name:
             return unknown(model)
@@ -443,43 +485,47 @@ def create_app(server: ModelServer) -> FastAPI:
         handler = _v2_recs_infer if name == "recs" else _v2_demand_infer
         # BadRequest becomes its 4xx (exception handler); anything else is a bug: a 500 with
         # the request id (see `_Observe`), never disguised as bad input.
-        result, degraded = await run_in_threadpool(handler, server, parsed, is_synthetic(request))
+        result, degraded = await _predict(server, handler, server, parsed, is_synthetic(request))
         payload, json_len = result.to_rest()
         headers = {DEGRADED_HEADER: "true" if degraded else "false"}
         if json_len is not None:
             headers[V2_JSON_LENGTH] = str(json_len)
             return Response(payload, media_type="application/octet-stream", headers=headers)
-        return JSONResponse(payload, headers=headers)
+        return _json(payload, headers=headers)
 
     if name == "recs":
 
-        @app.post("/recommend", tags=["friendly"], responses=ERRORS)
-        def recommend(
-            req: RecommendRequest, request: Request, response: Response
-        ) -> RecommendResponse:
+        @app.post(
+            "/recommend", tags=["friendly"], responses=ERRORS, response_model=RecommendResponse
+        )
+        async def recommend(req: RecommendRequest, request: Request) -> Response:
             """Top-k items for a customer, each with a reason."""
             if not server.ready:
                 raise BadRequest("the model is still loading; retry shortly", 503)
-            result: RecommendResponse = server.recommend(  # type: ignore[attr-defined]
-                req, request.headers.get(REQUEST_ID_HEADER), synthetic=is_synthetic(request)
+            result: RecommendResponse = await _predict(
+                server,
+                server.recommend,  # type: ignore[attr-defined]
+                req,
+                request.headers.get(REQUEST_ID_HEADER),
+                synthetic=is_synthetic(request),
             )
-            response.headers[DEGRADED_HEADER] = "true" if result.degraded else "false"
-            return result
+            return _model_response(result, result.degraded)
 
     else:
 
-        @app.post("/forecast", tags=["friendly"], responses=ERRORS)
-        def forecast(
-            req: ForecastRequest, request: Request, response: Response
-        ) -> ForecastResponse:
+        @app.post("/forecast", tags=["friendly"], responses=ERRORS, response_model=ForecastResponse)
+        async def forecast(req: ForecastRequest, request: Request) -> Response:
             """P10/P50/P90 per product per week."""
             if not server.ready:
                 raise BadRequest("the model is still loading; retry shortly", 503)
-            result: ForecastResponse = server.forecast(  # type: ignore[attr-defined]
-                req, request.headers.get(REQUEST_ID_HEADER), synthetic=is_synthetic(request)
+            result: ForecastResponse = await _predict(
+                server,
+                server.forecast,  # type: ignore[attr-defined]
+                req,
+                request.headers.get(REQUEST_ID_HEADER),
+                synthetic=is_synthetic(request),
             )
-            response.headers[DEGRADED_HEADER] = "true" if result.degraded else "false"
-            return result
+            return _model_response(result, result.degraded)
 
     @app.post("/feedback", tags=["friendly"], responses=ERRORS)
     def feedback(
