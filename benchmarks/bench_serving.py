@@ -47,9 +47,38 @@ def _pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() else []
 
 
+def _tree_cpu_s(proc: subprocess.Popen[bytes] | None) -> float:
+    """CPU seconds (user + system) used so far by a server process and its children."""
+    if proc is None:
+        return 0.0
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(proc.pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _locust(
-    user: str, host: str, users: int, seconds: int, home: Path, out: Path, think_s: float
+    user: str,
+    host: str,
+    users: int,
+    seconds: int,
+    home: Path,
+    out: Path,
+    think_s: float,
+    server: subprocess.Popen[bytes] | None = None,
 ) -> dict[str, Any]:
+    """One Locust run; with ``server``, also the server's CPU milliseconds per request.
+
+    CPU per request does not depend on how much of the core the server was given, so on a
+    shared machine it compares targets more fairly than requests per second do.
+    """
     prefix = out / f"{user}-{users}-{think_s}"
     cmd = [
         *_pin(1),
@@ -73,10 +102,14 @@ def _locust(
         "WARNING",
     ]
     env = os.environ | {"SHELFOPS_HOME": str(home), "SHELFOPS_BENCH_THINK_S": str(think_s)}
+    cpu_before = _tree_cpu_s(server)
     subprocess.run(cmd, env=env, cwd=ROOT, check=False, capture_output=True, timeout=seconds + 120)
+    cpu_s = _tree_cpu_s(server) - cpu_before
     with open(f"{prefix}_stats.csv", newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
-    return {
+    requests = int(row["Request Count"])
+    cpu = {"server_cpu_ms_per_request": round(cpu_s * 1000 / max(requests, 1), 2)}
+    return (cpu if server else {}) | {
         "requests": int(row["Request Count"]),
         "failures": int(row["Failure Count"]),
         "rps": round(float(row["Requests/s"]), 1),
@@ -88,9 +121,23 @@ def _locust(
 
 
 def _start(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start a server process with its output in ``log``."""
+    """Start a server process in its own session, with its output in ``log``.
+
+    Every server gets its own session because ``bentoml serve`` starts its worker in one: with
+    the kernel's autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``) each
+    session is one scheduling group, and on a shared machine a server left in the benchmark's
+    session got about twice the CPU share of one in its own (measured: stock KServe 0.79 of
+    CPU 0 against 0.38 when started with ``setsid``, same CPU per request).
+    """
     with log.open("wb") as handle:
-        return subprocess.Popen(argv, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _cpu_ms(fn: Any, n: int) -> dict[str, float]:
@@ -327,29 +374,29 @@ def main() -> int:
             for url, proc in zip((ours, peer, before), procs, strict=False):
                 if not wait_ready(url, proc, 240):
                     raise SystemExit(f"{url} did not become ready (logs in {out})")
-            plan = [
-                ("floor", "FloorUser", "http://unused"),
-                ("shelfops_v2", "ShelfOpsV2User", ours),
-                ("shelfops_recommend", "ShelfOpsRecommendUser", ours),
-                ("kserve_v2", "KServeV2User", peer),
+            plan: list[tuple[str, str, str, subprocess.Popen[bytes] | None]] = [
+                ("floor", "FloorUser", "http://unused", None),
+                ("shelfops_v2", "ShelfOpsV2User", ours, procs[0]),
+                ("shelfops_recommend", "ShelfOpsRecommendUser", ours, procs[0]),
+                ("kserve_v2", "KServeV2User", peer, procs[1]),
             ]
             if args.baseline:
                 plan += [
-                    ("before_v2", "ShelfOpsV2User", before),
-                    ("before_recommend", "ShelfOpsRecommendUser", before),
+                    ("before_v2", "ShelfOpsV2User", before, procs[2]),
+                    ("before_recommend", "ShelfOpsRecommendUser", before, procs[2]),
                 ]
             for n in users:
-                for name, user, host in plan:
+                for name, user, host, proc in plan:
                     print(f"{name} at {n} users, {args.think}s think time ...", flush=True)
                     results[f"{name}@{n}"] = _locust(
-                        user, host, n, args.seconds, home, out, args.think
+                        user, host, n, args.seconds, home, out, args.think, proc
                     )
             # Capacity: the same users without think time, until the server saturates.
             n = max(users)
-            for name, user, host in plan[1:]:
+            for name, user, host, proc in plan[1:]:
                 print(f"{name} saturated at {n} users ...", flush=True)
                 results[f"{name}@{n}-saturated"] = _locust(
-                    user, host, n, args.seconds, home, out, 0
+                    user, host, n, args.seconds, home, out, 0, proc
                 )
         finally:
             for proc in procs:
@@ -370,6 +417,11 @@ def main() -> int:
             saturated["shelfops_v2"]["p95_ms"] / max(saturated["kserve_v2"]["p95_ms"], 1e-9), 2
         ),
     }
+    ratios["saturated"]["shelfops_cpu_per_request_over_kserve"] = round(
+        saturated["shelfops_v2"]["server_cpu_ms_per_request"]
+        / max(saturated["kserve_v2"]["server_cpu_ms_per_request"], 1e-9),
+        2,
+    )
     ours_rec = results[f"shelfops_recommend@{top}-saturated"]
     ratios["saturated"]["recommend_rps_over_kserve_rps"] = round(
         ours_rec["rps"] / max(saturated["kserve_v2"]["rps"], 1e-9), 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import bentoml
 
+from shelfops.serving.app import untraced_paths
 from shelfops.serving.runtime import model_tag, open_server
 
 server, app = open_server("demand")
@@ -24,6 +25,7 @@ server, app = open_server("demand")
     # Our app counts every request itself (shelfops_* at /metrics); BentoML's duplicate traffic
     # metrics cost a middleware pass per request, and without them /metrics is the app's own.
     metrics={"enabled": False},
+    tracing={"excluded_urls": untraced_paths("demand")},
 )
 @bentoml.asgi_app(app, path="/")
 class DemandService:

@@ -130,6 +130,21 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def prediction_paths(name: str) -> list[str]:
+    """The routes that serve predictions for model ``name`` (timed and counted per request)."""
+    return ["/recommend" if name == "recs" else "/forecast", f"/v2/models/{name}/infer"]
+
+
+def untraced_paths(name: str) -> str:
+    """BentoML ``tracing.excluded_urls`` for a service: the prediction and health routes.
+
+    BentoML's tracing samples nothing unless configured (sample rate 0), yet its middleware
+    builds a span per request: about 7% of the serving worker's CPU under load in a py-spy
+    profile (docs/benchmarks.md). ShelfOps exports no traces, so the hot routes skip it.
+    """
+    return ",".join([*prediction_paths(name), "/v2/health/"])
+
+
 def is_synthetic(request: Request) -> bool:
     """Whether a request carries the synthetic-traffic marker (see :data:`SYNTHETIC_HEADER`)."""
     return request.headers.get(SYNTHETIC_HEADER, "").lower() in ("1", "true", "yes")
@@ -186,11 +201,7 @@ class _Observe:
     def __init__(self, app: ASGIApp, server: ModelServer) -> None:
         self.app = app
         self.server = server
-        self.endpoints = {
-            "/recommend",
-            "/forecast",
-            f"/v2/models/{server.name}/infer",
-        }
+        self.endpoints = set(prediction_paths(server.name))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
