@@ -1,6 +1,6 @@
 """The real thing: both Bento services under ``bentoml serve`` on free ports.
 
-kserve's InferenceRESTClient speaks V2 to them, BentoML's /metrics carries ours, and a
+kserve's InferenceRESTClient speaks V2 to them, /metrics carries ours, and a
 property-based fuzz over each OpenAPI schema (schemathesis) finds no 5xx and leaves both alive.
 """
 
