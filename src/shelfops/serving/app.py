@@ -504,6 +504,19 @@ def create_app(server: ModelServer) -> FastAPI:
             return Response(payload, media_type="application/octet-stream", headers=headers)
         return _json(payload, headers=headers)
 
+    async def friendly(predict: Callable[..., Any], req: BaseModel, request: Request) -> Response:
+        """Run a friendly-JSON prediction: readiness, request id, synthetic marker, response."""
+        if not server.ready:
+            raise BadRequest("the model is still loading; retry shortly", 503)
+        result = await _predict(
+            server,
+            predict,
+            req,
+            request.headers.get(REQUEST_ID_HEADER),
+            synthetic=is_synthetic(request),
+        )
+        return _model_response(result, result.degraded)
+
     if name == "recs":
 
         @app.post(
@@ -511,32 +524,14 @@ def create_app(server: ModelServer) -> FastAPI:
         )
         async def recommend(req: RecommendRequest, request: Request) -> Response:
             """Top-k items for a customer, each with a reason."""
-            if not server.ready:
-                raise BadRequest("the model is still loading; retry shortly", 503)
-            result: RecommendResponse = await _predict(
-                server,
-                server.recommend,  # type: ignore[attr-defined]
-                req,
-                request.headers.get(REQUEST_ID_HEADER),
-                synthetic=is_synthetic(request),
-            )
-            return _model_response(result, result.degraded)
+            return await friendly(server.recommend, req, request)  # type: ignore[attr-defined]
 
     else:
 
         @app.post("/forecast", tags=["friendly"], responses=ERRORS, response_model=ForecastResponse)
         async def forecast(req: ForecastRequest, request: Request) -> Response:
             """P10/P50/P90 per product per week."""
-            if not server.ready:
-                raise BadRequest("the model is still loading; retry shortly", 503)
-            result: ForecastResponse = await _predict(
-                server,
-                server.forecast,  # type: ignore[attr-defined]
-                req,
-                request.headers.get(REQUEST_ID_HEADER),
-                synthetic=is_synthetic(request),
-            )
-            return _model_response(result, result.degraded)
+            return await friendly(server.forecast, req, request)  # type: ignore[attr-defined]
 
     @app.post("/feedback", tags=["friendly"], responses=ERRORS)
     def feedback(
