@@ -72,7 +72,7 @@ validate-k8s: install ## Lint and validate the Helm chart, manifests and workflo
 compile-pipelines: install ## Compile the Kubeflow pipelines to YAML (pipelines/compiled/, committed)
 	$(BIN)/shelfops pipeline compile --out pipelines/compiled/training_pipeline.yaml
 
-fuzz: test-deps ## The schemathesis fuzz of both Bentos at 500 examples per operation (long: over 12 minutes)
+fuzz: test-deps ## The schemathesis fuzz of both Bentos at 500 examples per operation (about 7 minutes)
 	SHELFOPS_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/integration/serving/test_serving_bentoml.py -k fuzz
 
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
