@@ -41,6 +41,8 @@ from shelfops.models.demand import set_determinism
 from shelfops.models.training import EarlyStopping
 
 _DAY = 86400.0
+_PRIOR_CYCLE_DAYS = 28.0
+"""Inter-purchase days an item is assumed to have before its repeat buyers say otherwise."""
 
 Columns: TypeAlias = Mapping[str, Sequence[Any]]
 """Feature rows as columns (name to one value per customer), as the online store returns them."""
@@ -80,15 +82,16 @@ class RecsConfig:
     neighbours: int = 30
     co_candidates: int = 40
     popular_candidates: int = 40
+    trial_candidates: int = 20
     embedding_dim: int = 32
     hidden: int = 64
     epochs: int = 25
     patience: int = 4
     batch_size: int = 256
-    lr: float = 5e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-5
-    train_cutoffs: int = 6
-    cutoff_spacing_weeks: int = 4
+    train_cutoffs: int = 12
+    cutoff_spacing_weeks: int = 2
     cooccurrence_weeks: int = 52
     max_basket_lines: int = 60
     min_item_baskets: int = 3
@@ -147,6 +150,8 @@ class ItemStats:
     description: list[str]
     recommendable: np.ndarray  # bool
     cutoff: str = ""
+    cycle_days: np.ndarray | None = None  # typical days between a repeat buyer's purchases
+    trial4: np.ndarray | None = None  # customers who bought the item first in the last 4 weeks
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -184,6 +189,24 @@ class ItemStats:
                 codes.setdefault(c, len(codes))
         return codes, np.array([codes.get(c, -1) for c in self.category], np.int64)
 
+    @cached_property
+    def cycle(self) -> np.ndarray:
+        """Days between purchases of an item's repeat buyers (the prior when unknown)."""
+        if self.cycle_days is None:
+            return np.full(len(self.items), _PRIOR_CYCLE_DAYS, np.float32)
+        return self.cycle_days
+
+    @cached_property
+    def trials(self) -> np.ndarray:
+        """Customers whose first purchase of the item fell in the last 4 weeks."""
+        return np.zeros(len(self.items), np.float32) if self.trial4 is None else self.trial4
+
+    @cached_property
+    def trial_order(self) -> np.ndarray:
+        """Recommendable item rows by recent first purchases (then 4-week popularity)."""
+        order = np.lexsort((-self.pop4, -self.trials))
+        return order[self.recommendable[order] & (self.trials[order] > 0)]
+
     def popular_order(self) -> np.ndarray:
         """Recommendable item rows by recent popularity (4 weeks, then 52 weeks)."""
         return self._popular
@@ -203,6 +226,8 @@ class ItemStats:
             "description": self.description,
             "recommendable": self.recommendable.tolist(),
             "cutoff": self.cutoff,
+            "cycle_days": self.cycle.tolist(),
+            "trial4": self.trials.tolist(),
         }
 
     @classmethod
@@ -221,6 +246,8 @@ class ItemStats:
             description=list(d["description"]),
             recommendable=np.asarray(d["recommendable"], bool),
             cutoff=str(d.get("cutoff", "")),
+            cycle_days=np.asarray(d["cycle_days"], np.float32) if "cycle_days" in d else None,
+            trial4=np.asarray(d["trial4"], np.float32) if "trial4" in d else None,
         )
 
 
@@ -261,6 +288,15 @@ def item_stats(
     buyers = np.bincount(per.index.get_level_values(0), minlength=n).astype(np.float32)
     repeaters = np.bincount(per[per >= 2].index.get_level_values(0), minlength=n).astype(np.float32)
     repeat_rate = (repeaters + 0.2) / (buyers + 2.0)  # shrunk towards ~0.1
+    span = known.groupby(["item", "customer_id"], observed=True)["invoice_date"].agg(["min", "max"])
+    span_days = ((span["max"] - span["min"]).dt.total_seconds() / _DAY).to_numpy()
+    item_of = span.index.get_level_values(0).to_numpy()
+    gaps = np.bincount(item_of, weights=span_days, minlength=n)
+    repeats = np.bincount(item_of, weights=np.maximum(per.to_numpy() - 1, 0), minlength=n)
+    # shrunk towards the prior with the weight of two repeat purchases
+    cycle = (gaps + 2 * _PRIOR_CYCLE_DAYS) / (repeats + 2.0)
+    recent_first = ((cutoff - span["min"]).dt.total_seconds() / _DAY).to_numpy() < 28
+    trial4 = np.bincount(item_of[recent_first], minlength=n).astype(np.float32)
     first = past.groupby("item")["invoice_date"].min()
     age_weeks = np.zeros(n, np.float32)
     age_weeks[first.index.to_numpy()] = (cutoff - first).dt.days.to_numpy() / 7.0
@@ -299,6 +335,8 @@ def item_stats(
         description=description,
         recommendable=recommendable,
         cutoff=str(cutoff.date()),
+        cycle_days=cycle.astype(np.float32),
+        trial4=trial4,
     )
 
 
@@ -353,7 +391,7 @@ def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndar
 # ------------------------------------------------------------------------------------------------
 # Candidates and pair features
 # ------------------------------------------------------------------------------------------------
-N_PAIR_FEATURES = 17
+N_PAIR_FEATURES = 24
 
 
 @dataclass
@@ -456,21 +494,25 @@ def build_candidates(
     # Co-purchase scores via each history item's neighbour list, kept sparse: one entry per
     # (customer, item) reached, never a customers x catalogue matrix.
     w = np.where(valid_h, np.log1p(counts), 0.0).astype(np.float32)
+    last_purchase = _num(rows, "last_purchase_ts")
+    # history items of the customer's latest basket (bought within a day of their last visit)
+    latest = valid_h & (last >= last_purchase[:, None] - _DAY)
     rows_idx = np.repeat(np.arange(n), t)
     h_flat = hist.ravel()
     w_flat = w.ravel()
     ok = h_flat >= 0
     nb = stats.nbr_idx[h_flat[ok]]  # (M, K)
     nv = stats.nbr_val[h_flat[ok]] * w_flat[ok][:, None]
+    nl = stats.nbr_val[h_flat[ok]] * latest.ravel()[ok][:, None]
     rr = np.repeat(rows_idx[ok], nb.shape[1])
-    jj, vv = nb.ravel(), nv.ravel()
+    jj, vv, vl = nb.ravel(), nv.ravel(), nl.ravel()
     good = jj >= 0
-    rr, jj, vv = rr[good], jj[good], vv[good]
+    rr, jj, vv, vl = rr[good], jj[good], vv[good], vl[good]
     hh = np.repeat(h_flat[ok], nb.shape[1])[good]
     # One sort by (pair, contribution): each pair's entries are adjacent, its largest last.
     key = rr.astype(np.int64) * n_items + jj
     order = np.lexsort((vv, key))
-    key_s, vv_s = key[order], vv[order]
+    key_s, vv_s, vl_s = key[order], vv[order], vl[order]
     first_in_group = np.empty(len(key_s), bool)
     first_in_group[:1] = True
     np.not_equal(key_s[1:], key_s[:-1], out=first_in_group[1:])
@@ -479,6 +521,11 @@ def build_candidates(
     pair_key = key_s[starts]
     pair_co = (
         np.add.reduceat(vv_s.astype(np.float64), starts).astype(np.float32)
+        if len(starts)
+        else np.zeros(0, np.float32)
+    )
+    pair_latest = (
+        np.add.reduceat(vl_s.astype(np.float64), starts).astype(np.float32)
         if len(starts)
         else np.zeros(0, np.float32)
     )
@@ -493,7 +540,10 @@ def build_candidates(
     co_rank = np.arange(len(u_row)) - np.searchsorted(u_row, u_row, side="left")
     top_co = co_rank < k_co
     co_top_rows = np.split(u_item[top_co], np.searchsorted(u_row[top_co], np.arange(1, n)))
-    popular = stats.popular_order()[: config.popular_candidates].tolist()
+    popular = [
+        *stats.popular_order()[: config.popular_candidates].tolist(),
+        *stats.trial_order[: config.trial_candidates].tolist(),
+    ]
     cand_lists: list[list[int]] = []
     for r in range(n):
         # own items, then co-purchase, then popular; first occurrence wins; recommendable only
@@ -522,7 +572,6 @@ def build_candidates(
     days_since = np.where(has, np.maximum(now[:, None] - own_last, 0) / _DAY, 0.0)
     inv_total = np.maximum(_num(rows, "invoices_total"), 1.0)
     inv_90 = _num(rows, "invoices_90d")
-    last_purchase = _num(rows, "last_purchase_ts")
     cust_days = np.where(last_purchase > 0, np.maximum(now - last_purchase, 0) / _DAY, 365.0)
     visit_gap = 91.0 / np.maximum(inv_90, 0.5)
     interval = (inv_total[:, None] / np.maximum(own_count, 1.0)) * visit_gap[:, None]
@@ -533,8 +582,22 @@ def build_candidates(
     found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros((n, c), bool)
     co_score = np.where(found, pair_co[at] if len(pair_key) else 0.0, 0.0)
     co_max = np.where(found, pair_best[at] if len(pair_key) else 0.0, 0.0)
+    co_latest = np.where(found, pair_latest[at] if len(pair_key) else 0.0, 0.0)
+    in_latest = has & (own_last >= last_purchase[:, None] - _DAY)
+    visits_since = np.where(
+        has, np.maximum(last_purchase[:, None] - own_last, 0) / _DAY / visit_gap[:, None], 0.0
+    )
+    due_item = np.where(has, np.log((days_since + 1.0) / (stats.cycle[safe] + 1.0)), 0.0)
+    count_norm = own_count / np.maximum(counts.max(axis=1, initial=0.0), 1.0)[:, None]
+    # share of the customer's purchases (top items, by count) in the candidate's category
+    cat_codes, item_cat = stats.category_codes  # Unknown is -1 (and matches Unknown here)
+    hist_cat = np.where(valid_h, item_cat[np.maximum(hist, 0)], -3)
+    cat_w = counts * valid_h
+    same = (hist_cat[:, None, :] == item_cat[safe][:, :, None]).astype(np.float32)  # (n, c, t)
+    cat_share = (same @ cat_w[:, :, None].astype(np.float32))[..., 0] / np.maximum(
+        cat_w.sum(axis=1, keepdims=True), 1.0
+    )
     # favourite category matches the item's (never on Unknown), compared as integer codes
-    cat_codes, item_cat = stats.category_codes
     fav = np.array(
         [cat_codes.get(_text(v), -2) for v in rows[config.favourite_feature]]
         if config.favourite_feature in rows
@@ -564,6 +627,13 @@ def build_candidates(
             np.log1p(inv_total)[:, None],
             np.log1p(cust_days)[:, None],
             disc_aff[:, None],
+            in_latest,
+            np.log1p(visits_since),
+            due_item,
+            count_norm,
+            cat_share,
+            np.log1p(10 * co_latest),
+            np.log((stats.trials[safe] + 1.0) / max(float(stats.pop13.sum()), 1.0)),
         ),
         start=11,
     ):
