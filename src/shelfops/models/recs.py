@@ -1,22 +1,28 @@
-"""Next-basket recommender: repeat-purchase modelling plus learned item/customer representations.
+"""Next-basket recommender: a learned re-ranker over repeat, co-purchase and popular candidates.
 
 Inputs per customer are the rows of the ``recs_v1`` FeatureService (their top items with counts
 and last-purchase times, visit frequency, spend, discount affinity, favourite category). Item-side
-knowledge (recent popularity and its trend, how often an item's buyers come back for it,
-co-purchase neighbours, categories, what is discontinued) is computed from the clean purchase lines
-before the training cutoff and travels inside the model artefact, so serving needs nothing else.
+knowledge (recent popularity and its trend, recent first purchases, how often an item's buyers
+come back for it and after how many days, co-purchase neighbours, categories, what is
+discontinued) is computed from the clean purchase lines before the training cutoff and travels
+inside the model artefact, so serving needs nothing else.
 
 Scoring happens in two stages, the same in training, evaluation and serving:
 
 1. candidates: the customer's own items, the items most often bought with them (item-to-item
-   co-purchase), and the recently popular items; never a discontinued item;
-2. a PyTorch scorer: an MLP over pair features (own count, recency against the customer's
-   repurchase interval, share of visits, popularity and trend, item repeat rate, co-purchase
-   score, category match) plus ``dot(customer embedding, item embedding)`` where the customer
-   embedding is the count-weighted mean of their items' embeddings, plus a learned item bias.
+   co-purchase), the recently popular items and the items most often bought for the first time
+   lately; never a discontinued item;
+2. a PyTorch scorer: an MLP over pair features (:data:`PAIR_FEATURES`: own count, recency
+   against the customer's repurchase interval and against the item's repurchase cycle, visits
+   since bought, whether it was in the latest basket, share of visits, popularity, trend and
+   first purchases, item repeat rate, co-purchase with the whole history and with the latest
+   basket, the customer's share of purchases in the item's category) plus
+   ``dot(customer embedding, item embedding)`` where the customer embedding is the
+   count-weighted mean of their items' embeddings, plus a learned item bias.
 
 Training uses several cutoffs before the evaluation cutoff; the target of each is the item set of
-the customer's first invoice after it; the loss is a listwise softmax over the candidates.
+the customer's first invoice after it; the loss is a listwise softmax over the candidates, so an
+item new to the customer outranks their own items when its features say it is likelier.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from scipy import sparse
 from torch import nn
 
 from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
+from shelfops.features.build import TOP_ITEMS
 from shelfops.models.demand import set_determinism
 from shelfops.models.training import EarlyStopping
 
@@ -391,7 +398,34 @@ def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndar
 # ------------------------------------------------------------------------------------------------
 # Candidates and pair features
 # ------------------------------------------------------------------------------------------------
-N_PAIR_FEATURES = 24
+PAIR_FEATURES: tuple[str, ...] = (
+    "own",
+    "log_own_count",
+    "log_days_since",
+    "due_vs_customer_interval",
+    "share_of_visits",
+    "history_rank",
+    "log_pop4",
+    "log_pop52",
+    "trend",
+    "log_repeat_rate",
+    "item_age",
+    "log_co_purchase",
+    "log_co_purchase_max",
+    "favourite_category",
+    "log_invoices_total",
+    "log_days_since_visit",
+    "discount_affinity",
+    "in_latest_basket",
+    "log_visits_since",
+    "due_vs_item_cycle",
+    "count_vs_top",
+    "category_share",
+    "log_co_purchase_latest",
+    "log_trials4",
+)
+"""Names of the pair features, in the order :func:`build_candidates` stacks them."""
+N_PAIR_FEATURES = len(PAIR_FEATURES)
 
 
 @dataclass
@@ -577,7 +611,9 @@ def build_candidates(
     interval = (inv_total[:, None] / np.maximum(own_count, 1.0)) * visit_gap[:, None]
     due = np.where(has, np.log((days_since + 1.0) / (interval + 1.0)), 0.0)
     share = np.where(has, own_count / inv_total[:, None], 0.0)
-    rank = np.where(has, 1.0 - pos / max(t, 1), 0.0)
+    # position in the feature table's top-item list, on the list's full length: the padded width
+    # of a batch depends on the other customers in it
+    rank = np.where(has, np.maximum(1.0 - pos / TOP_ITEMS, 0.0), 0.0)
     at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
     found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros((n, c), bool)
     co_score = np.where(found, pair_co[at] if len(pair_key) else 0.0, 0.0)

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from shelfops.features.definitions import RECS_SERVICE
-from shelfops.models.recs import RecsConfig, _neighbours, item_stats, purchase_lines
+from shelfops.models.recs import (
+    PAIR_FEATURES,
+    RecsConfig,
+    _neighbours,
+    build_candidates,
+    item_stats,
+    purchase_lines,
+)
 from shelfops.predictors.recs import RecsPredictor
 from shelfops.training.context import Context
 from shelfops.training.recs import train_recs
@@ -212,3 +219,130 @@ def test_small_batches_are_scored_in_numpy_like_the_network(trained: dict[str, A
     alone = model.score_batch(one).numpy()[0]
     shown = np.isfinite(alone)
     np.testing.assert_allclose(alone[shown], net[0, : len(alone)][shown], rtol=1e-5, atol=1e-5)
+
+
+def _day(d: int) -> pd.Timestamp:
+    return START + pd.Timedelta(days=d)
+
+
+def test_item_cycle_trials_and_re_ranker_features_by_hand() -> None:
+    """Hand example: repurchase cycle, first purchases, latest basket and category share."""
+    buys = [("u", "x", 0), ("u", "x", 10), ("u", "x", 20), ("v", "x", 5), ("v", "x", 15)]
+    buys += [("w", "y", 29), ("u", "z", 1)]
+    lines = pd.DataFrame(
+        [
+            {"invoice": f"{c}{d}", "customer_id": c, "stock_code": it, "invoice_date": _day(d)}
+            for c, it, d in buys
+        ]
+    )
+    products = pd.DataFrame(
+        {"stock_code": ["x", "y", "z"], "category": ["A", "B", "A"], "description": ""}
+    )
+    cutoff = _day(30)
+    stats = item_stats(lines, products, cutoff, ["x", "y", "z"], RecsConfig())
+    # x: gaps 20 + 10 days over 2 + 1 repeats, shrunk by two repeats of the 28-day prior
+    assert stats.cycle[0] == pytest.approx((30 + 2 * 28) / (3 + 2))
+    assert stats.cycle[1] == pytest.approx(28.0)  # y: never repeated, the prior
+    # first purchases in the last 28 days: v's x (day 5), w's y (day 29); u's x and z are older
+    assert stats.trials.tolist() == [1.0, 1.0, 0.0]
+    # ties broken by 4-week popularity (x: 4 invoices, y: 1); z had no first purchase lately
+    assert [stats.items[int(j)] for j in stats.trial_order] == ["x", "y"]
+    ts = {d: int(_day(d).value // 10**9) for d in (20, 29)}
+    row = {
+        "customer_id": ["u"],
+        "top_items": [["x", "y"]],
+        "top_item_counts": [[3, 1]],
+        "top_item_last_ts": [[ts[20], ts[29]]],
+        "invoices_total": [4],
+        "invoices_90d": [4],
+        "last_purchase_ts": [ts[29]],
+    }
+    batch = build_candidates(row, stats, RecsConfig(), np.array([cutoff.value / 1e9]))
+    feats = {stats.items[int(j)]: batch.feats[0, c].numpy() for c, j in enumerate(batch.items[0])}
+    f = {name: i for i, name in enumerate(PAIR_FEATURES)}
+    assert set(feats) == {"x", "y", "z"}  # own items, then popular and first-purchase ones
+    assert [feats[i][f["in_latest_basket"]] for i in "xyz"] == [0.0, 1.0, 0.0]
+    # counts 3 of x (A) and 1 of y (B): a quarter of the customer's purchases are in B
+    assert [feats[i][f["category_share"]] for i in "xyz"] == pytest.approx([0.75, 0.25, 0.75])
+    assert feats["x"][f["due_vs_item_cycle"]] == pytest.approx(
+        np.log((10 + 1) / (stats.cycle[0] + 1)), rel=1e-5
+    )
+    assert feats["y"][f["log_trials4"]] > feats["z"][f["log_trials4"]]
+
+
+def test_recommendations_ignore_the_other_customers_in_the_batch(trained: dict[str, Any]) -> None:
+    """A customer's list is the same scored alone or beside everyone (no cross-row leakage)."""
+    model = trained["model"]
+    rows = trained["rows"]
+    together = model.recommend(rows, k=10, with_reasons=False)
+    for i in (3, 40, 79):
+        cid = str(rows["customer_id"].iloc[i])
+        alone = model.recommend(rows.iloc[[i]], k=10, with_reasons=False)[cid]
+        assert [r.stock_code for r in alone] == [r.stock_code for r in together[cid]]
+        assert [r.score for r in alone] == pytest.approx([r.score for r in together[cid]], 1e-4)
+
+
+def _adoption_world(seed: int = 3) -> dict[str, Any]:
+    """Each customer's first basket has a_k; from the second on, a_k and b_k (k: their group)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(120):
+        c, k = f"c{i:03d}", i % 6
+        for v, week in enumerate(range(int(rng.integers(0, 32)), 34, int(rng.integers(1, 3)))):
+            day = START + pd.Timedelta(weeks=week, days=int(rng.integers(0, 7)))
+            items = {f"s{i % 3}", f"a{k}", f"r{int(rng.integers(0, 40))}"}
+            if v > 0:
+                items.add(f"b{k}")
+            rows += [
+                {"invoice": f"{c}-{v}", "customer_id": c, "stock_code": it, "invoice_date": day}
+                for it in sorted(items)
+            ]
+    lines = pd.DataFrame(rows)
+    codes = sorted(lines["stock_code"].unique())
+    customers = sorted(lines["customer_id"].unique())
+    return {
+        "lines": lines,
+        "customers": pd.DataFrame(
+            {
+                "customer_id": pd.array(customers, dtype="string"),
+                "opted_out_personalization": False,
+                "opted_out_sale": False,
+            }
+        ),
+        "products": pd.DataFrame(
+            {
+                "stock_code": codes,
+                "description": "",
+                "category": "Unknown",
+                "discontinue_date": pd.NaT,
+            }
+        ),
+    }
+
+
+def test_co_purchase_with_the_latest_basket_lifts_a_new_item_into_the_top_10(
+    fake_source_cls: Any, make_clean_tx: Any, make_weekly_sales: Any
+) -> None:
+    """Where buyers of a_k go on to buy b_k, a first-time a_k buyer gets b_k (never bought)."""
+    world = _adoption_world()
+    ctx = _context(world, fake_source_cls, make_clean_tx, make_weekly_sales)
+    cfg = RecsConfig(
+        epochs=40, patience=3, train_cutoffs=4, cutoff_spacing_weeks=2, lr=1e-2, seed=1
+    )
+    model, _ = train_recs(ctx, CUTOFF, cfg, lambda _m: None)
+    now = int(CUTOFF.value // 10**9)
+    row = {
+        "customer_id": ["n"],
+        "top_items": [["s0", "a2", "r5"]],
+        "top_item_counts": [[1, 1, 1]],
+        "top_item_last_ts": [[now - 86400] * 3],
+        "invoices_total": [1],
+        "invoices_90d": [1],
+        "last_purchase_ts": [now - 86400],
+        "opted_out_personalization": [False],
+    }
+    recs = [r.stock_code for r in model.recommend(row, k=20)["n"]]
+    assert "b2" in recs[:10], recs
+    # ranked above every other group's follow-up item (same popularity, no link to a2)
+    others = [recs.index(b) for b in ("b0", "b1", "b3", "b4", "b5") if b in recs]
+    assert all(recs.index("b2") < i for i in others), recs
