@@ -274,10 +274,10 @@ def test_recommendations_ignore_the_other_customers_in_the_batch(trained: dict[s
     """A customer's list is the same scored alone or beside everyone (no cross-row leakage)."""
     model = trained["model"]
     rows = trained["rows"]
-    together = model.recommend(rows, k=10, with_reasons=False)
+    together = model.recommend(rows, k=10)
     for i in (3, 40, 79):
         cid = str(rows["customer_id"].iloc[i])
-        alone = model.recommend(rows.iloc[[i]], k=10, with_reasons=False)[cid]
+        alone = model.recommend(rows.iloc[[i]], k=10)[cid]
         assert [r.stock_code for r in alone] == [r.stock_code for r in together[cid]]
         assert [r.score for r in alone] == pytest.approx([r.score for r in together[cid]], 1e-4)
 
