@@ -78,6 +78,26 @@ def recs_slice(
     return TrainingSlice(cutoff=at, rows=rows, stats=stats, targets=targets)
 
 
+def narrowed(lines: pd.DataFrame, sl: TrainingSlice, label_end: pd.Timestamp) -> TrainingSlice:
+    """The slice as :func:`recs_slice` builds it for an earlier ``label_end``, without a read.
+
+    Its customers are those of ``sl`` whose first basket after the cutoff comes before
+    ``label_end`` (the same basket), with the same feature rows, in the same order.
+
+    Args:
+        lines: Purchase lines.
+        sl: A slice at the same cutoff with a later (or equal) label end.
+        label_end: The earlier label end.
+
+    Returns:
+        The narrower slice.
+    """
+    targets = first_baskets(lines, sl.cutoff, label_end, set(sl.targets))
+    keep = sl.rows["customer_id"].astype(str).isin(set(targets)).to_numpy()
+    rows = sl.rows[keep].reset_index(drop=True)
+    return TrainingSlice(cutoff=sl.cutoff, rows=rows, stats=sl.stats, targets=targets)
+
+
 def train_recs(
     ctx: Context, cutoff: pd.Timestamp, config: RecsConfig, say: Progress
 ) -> tuple[RecsModel, dict[str, Any]]:
@@ -106,7 +126,9 @@ def train_recs(
     cuts = [c for c in cuts if c > first + 4 * WEEK] or [cutoff - sp]
     t0 = time.perf_counter()
     valid = recs_slice(ctx, lines, items, cuts[0], cutoff, config)
-    phase1 = [recs_slice(ctx, lines, items, c, cuts[0], config) for c in cuts[1:]]
+    # The refit's slices hold every customer and feature row phase 1 needs: one read per cutoff.
+    later = [recs_slice(ctx, lines, items, c, cutoff, config) for c in cuts[1:]]
+    phase1 = [narrowed(lines, s, cuts[0]) for s in later]
     ctx.timings["recs_features_s"] = time.perf_counter() - t0
     say(
         f"recs: {sum(len(s.targets) for s in phase1):,} training baskets, "
@@ -115,7 +137,7 @@ def train_recs(
     m1 = fit_recs(phase1 or [valid], valid.stats, features, config, valid=[valid] if phase1 else [])
     val, _ = score_recs(lines, valid, m1, customers=ctx.customers)
     say(f"recs: best epoch {m1.history['best_epoch']}, refitting to the cutoff")
-    refit = [valid, *[recs_slice(ctx, lines, items, c, cutoff, config) for c in cuts[1:]]]
+    refit = [valid, *later]
     final_stats = stats_at(ctx, lines, items, cutoff, config)
     model = fit_recs(
         refit, final_stats, features, config, epochs=max(1, int(m1.history["best_epoch"]))

@@ -19,7 +19,7 @@ from shelfops.models.recs import (
 )
 from shelfops.predictors.recs import RecsPredictor
 from shelfops.training.context import Context
-from shelfops.training.recs import train_recs
+from shelfops.training.recs import narrowed, recs_slice, train_recs
 
 pytestmark = pytest.mark.unit
 
@@ -346,3 +346,23 @@ def test_co_purchase_with_the_latest_basket_lifts_a_new_item_into_the_top_10(
     # ranked above every other group's follow-up item (same popularity, no link to a2)
     others = [recs.index(b) for b in ("b0", "b1", "b3", "b4", "b5") if b in recs]
     assert all(recs.index("b2") < i for i in others), recs
+
+
+def test_phase_one_slices_narrowed_from_the_refit_equal_fresh_reads(
+    trained: dict[str, Any],
+) -> None:
+    """A slice narrowed to an earlier label end equals the one read for it (targets and rows)."""
+    ctx, cfg = trained["ctx"], trained["model"].config
+    lines = purchase_lines(ctx.transactions)
+    lines = lines[lines["invoice_date"] < CUTOFF]
+    items = trained["model"].stats.items
+    at = CUTOFF - pd.Timedelta(weeks=5)  # week 25: the next visits fall in weeks 26 and 27
+    label_end = at + pd.Timedelta(days=10)
+    wide = recs_slice(ctx, lines, items, at, CUTOFF, cfg)
+    fresh = recs_slice(ctx, lines, items, at, label_end, cfg)
+    narrow = narrowed(lines, wide, label_end)
+    assert 0 < len(narrow.targets) < len(wide.targets)
+    assert narrow.targets == fresh.targets
+    # same values; a column can be float in the wider read (a missing value elsewhere), which
+    # scoring reads as numbers either way
+    pd.testing.assert_frame_equal(narrow.rows, fresh.rows.reset_index(drop=True), check_dtype=False)
