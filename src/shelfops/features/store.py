@@ -33,6 +33,9 @@ from feast.value_type import ValueType
 from shelfops.features.definitions import BEHAVIOUR_VIEW, CONSENT_VIEW, build_definitions
 from shelfops.settings import Settings
 
+#: Entity rows per offline (point-in-time) retrieval: bounds its memory on big backtests.
+HISTORICAL_ROWS_PER_QUERY = 40_000
+
 
 @dataclass(frozen=True)
 class RedisTarget:
@@ -213,8 +216,16 @@ class FeatureRepo:
         frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype(
             "datetime64[us, UTC]"
         )
-        job = self.store.get_historical_features(entity_df=frame, features=self.service(service))
-        return job.to_df()
+        features = self.service(service)
+        # Each entity row is joined on its own, so blocks of rows give the same rows; one
+        # retrieval of the 172,500 demand training rows of the 1M-line backtest held 2.5 GB.
+        parts = [
+            self.store.get_historical_features(
+                entity_df=frame.iloc[s : s + HISTORICAL_ROWS_PER_QUERY], features=features
+            ).to_df()
+            for s in range(0, max(len(frame), 1), HISTORICAL_ROWS_PER_QUERY)
+        ]
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     def online(self, service: str, entity_rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         """The latest feature values for entities, from the online store."""
