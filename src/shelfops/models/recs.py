@@ -759,6 +759,11 @@ class Recommendation:
         self.category = category
 
     @property
+    def scored(self) -> bool:
+        """Whether the model scored this item (a popularity top-up carries ``-inf``)."""
+        return math.isfinite(self.score)
+
+    @property
     def reason(self) -> str:
         """The short human reason for this item."""
         if not isinstance(self._reason, str):

@@ -60,7 +60,7 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
             c: [
                 {
                     "stock_code": r.stock_code,
-                    "score": r.score if r.score > -1e30 else None,
+                    "score": r.score if r.scored else None,
                     "reason": r.reason,
                     "description": r.description,
                     "category": r.category,

@@ -396,7 +396,7 @@ class RecsServer(ModelServer):
         candidates = [
             Candidate(r.stock_code, r.score, r)
             for r in scored
-            if r.score > -1e30  # model top-ups (no score) are left to the popularity top-up
+            if r.scored  # model top-ups (no score) are left to the popularity top-up
             and r.stock_code not in exclude
             and (category is None or r.category == category)
         ]
