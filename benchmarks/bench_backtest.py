@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shelfops.evaluation.backtest import run_backtest
-from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS
+from shelfops.evaluation.metrics import DEMAND_METRICS, DISCOVERY_METRICS, RECS_METRICS
 from shelfops.evaluation.rolling import OriginPlan
 from shelfops.settings import Settings
 
@@ -115,7 +115,9 @@ def main() -> int:
         figures["demand"] = _figures(result["demand"], DEMAND_METRICS)
         figures["products_evaluated"] = result["demand"]["products_evaluated"]
     if "recommendations" in result:
-        figures["recommendations"] = _figures(result["recommendations"], RECS_METRICS)
+        figures["recommendations"] = _figures(
+            result["recommendations"], RECS_METRICS + DISCOVERY_METRICS
+        )
         figures["customers_evaluated"] = result["recommendations"]["customers_evaluated"]
     print(json.dumps(figures, indent=2))
     if args.out:

@@ -12,7 +12,13 @@ import typer
 from rich.table import Table
 
 from shelfops.cli.common import AcceptServedGap, console, fail, progress, settings_from
-from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS, format_metric
+from shelfops.evaluation.metrics import (
+    DEMAND_METRICS,
+    DISCOVERY_SLOTS,
+    RECS_METRICS,
+    format_metric,
+    relative_improvement,
+)
 
 
 def _run_with_progress(label: str, fn: Callable[[Callable[[str], None]], Any]) -> Any:
@@ -57,6 +63,34 @@ def _origin_table(title: str, task: dict[str, Any], metrics: list[str]) -> Table
     return table
 
 
+def _discovery_table(r: dict[str, Any]) -> Table:
+    """The model with its last E places given to new popular items, against the baselines."""
+    base = r["baselines"]
+    best = max(base, key=lambda n: base[n].get("recall@10") or 0.0)
+    pop_new = (base.get("popularity") or {}).get("recall@10_new")
+    table = Table(
+        title="Discovery slots: the model's last E places given to the most popular items "
+        f"new to the customer (mean of origins; best baseline {best})"
+    )
+    for col in ("E", "recall@10", "ndcg@10", "recall@10_new", "recall@10 vs best", "new vs pop"):
+        table.add_column(col, justify="right")
+    for e in (0, *DISCOVERY_SLOTS):
+        tag = f"_discovery{e}" if e else ""
+        m = r["model"]
+        rec, new = m.get(f"recall@10{tag}"), m.get(f"recall@10_new{tag}")
+        vs = relative_improvement(rec, base[best]["recall@10"], False) if rec else None
+        vp = relative_improvement(new, pop_new, False) if new and pop_new else None
+        table.add_row(
+            str(e),
+            format_metric(rec),
+            format_metric(m.get(f"ndcg@10{tag}")),
+            format_metric(new),
+            f"{vs:+.1%}" if vs is not None else "–",
+            f"{vp:+.1%}" if vp is not None else "–",
+        )
+    return table
+
+
 def print_backtest(result: dict[str, Any]) -> None:
     """Print the backtest tables: model vs every baseline per origin, then the mean.
 
@@ -97,6 +131,8 @@ def print_backtest(result: dict[str, Any]) -> None:
                 r["relative_improvement_recall@10"],
             )
         )
+    if r and any(k.endswith(f"discovery{DISCOVERY_SLOTS[0]}") for k in r["model"]):
+        console.print(_discovery_table(r))
     if d:
         fallback = d.get("fallback") or {}
         if fallback:

@@ -6,7 +6,8 @@ Everything is plain NumPy/pandas so tests can check hand-computed values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,13 @@ RECS_METRICS = (
     "catalogue_coverage",
     "recall@10_repeat",
     "recall@10_new",
+)
+#: Discovery slots the backtest measures: the model's last E of 10 places given to the most
+#: popular items new to the customer (the trade between recall and explore recall).
+DISCOVERY_SLOTS = (2, 4, 6)
+#: The model's metrics with discovery slots (:func:`discovery_metrics`), as the backtest reports.
+DISCOVERY_METRICS = tuple(
+    f"{m}_discovery{e}" for e in DISCOVERY_SLOTS for m in ("recall@10", "ndcg@10", "recall@10_new")
 )
 
 
@@ -304,6 +312,72 @@ def recs_metrics(
         "customers_with_repeat_targets": len(rec_rep),
         "customers_with_new_targets": len(rec_new),
     }
+
+
+def with_discovery_slots(
+    ranked: Sequence[str], fresh: Iterable[str], k: int, slots: int
+) -> list[str]:
+    """The top ``k`` of ``ranked`` with its last ``slots`` places given to ``fresh`` items.
+
+    Args:
+        ranked: A recommender's list, best first.
+        fresh: Items new to the customer, best first (read lazily, only as far as needed).
+        k: List length.
+        slots: Places given to ``fresh`` (at most ``k``).
+
+    Returns:
+        ``ranked[:k - slots]``, then the first ``fresh`` items not already listed, topped up
+        from the rest of ``ranked`` when ``fresh`` runs out.
+    """
+    out = list(ranked[: max(k - slots, 0)])
+    taken = set(out)
+    for item in itertools.chain(fresh, ranked[len(out) :]):
+        if len(out) >= k:
+            break
+        if item not in taken:
+            out.append(item)
+            taken.add(item)
+    return out
+
+
+def discovery_metrics(
+    ranked: Mapping[str, Sequence[str]],
+    targets: Mapping[str, set[str]],
+    history: Mapping[str, set[str]],
+    popular: Sequence[str],
+    k: int = 10,
+    slots: Sequence[int] = DISCOVERY_SLOTS,
+) -> dict[str, float]:
+    """Recall, NDCG and explore recall when the list's last places go to new popular items.
+
+    The items given to the slots are the most popular items the customer has never bought (their
+    whole history, which the evaluation knows): the best a popularity discovery slot can do.
+    It measures what explore recall costs in recall on a retailer's data.
+
+    Args:
+        ranked: Customer id to the recommender's list, best first.
+        targets: Customer id to the item set of their first invoice after the cutoff.
+        history: Customer id to the items they bought before the cutoff.
+        popular: Recommendable items, most popular first.
+        k: Cut-off.
+        slots: Numbers of places given to new items.
+
+    Returns:
+        ``recall@k_discoveryE``, ``ndcg@k_discoveryE`` and ``recall@k_new_discoveryE`` per
+        ``E`` in ``slots``.
+    """
+    out: dict[str, float] = {}
+    for e in slots:
+        lists = {
+            c: with_discovery_slots(
+                ranked.get(c, []), (i for i in popular if i not in history.get(c, ())), k, e
+            )
+            for c in targets
+        }
+        m = recs_metrics(lists, targets, history, 0, k)
+        for name in (f"recall@{k}", f"ndcg@{k}", f"recall@{k}_new"):
+            out[f"{name}_discovery{e}"] = float(m[name])
+    return out
 
 
 def relative_improvement(model: float, baseline: float, lower_is_better: bool) -> float:

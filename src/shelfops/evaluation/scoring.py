@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 
 from shelfops.data.consent import personalizable_customers
-from shelfops.evaluation.metrics import DemandEval, demand_metrics, naive_scale, recs_metrics
+from shelfops.evaluation.metrics import (
+    DemandEval,
+    demand_metrics,
+    discovery_metrics,
+    naive_scale,
+    recs_metrics,
+)
 from shelfops.models.baselines import item_popularity, personal_frequency, tifuknn, wide_panel
 from shelfops.models.recs import RecsModel, TrainingSlice
 
@@ -87,7 +93,8 @@ def score_recs(
             personalization (without it, only from the slice's own customers).
 
     Returns:
-        ``({name: metrics}, the model's recommendations)``.
+        ``({name: metrics}, the model's recommendations)``; the model's metrics also say what
+        giving its last places to new popular items would do (:func:`discovery_metrics`).
     """
     stats = sl.stats
     allowed = [stats.items[i] for i in np.flatnonzero(stats.recommendable)]
@@ -115,7 +122,7 @@ def score_recs(
         recs = model.recommend(sl.rows, k=k, now=sl.cutoff)
         ranked = {"model": {c: [r.stock_code for r in v] for c, v in recs.items()}, **ranked}
     size = int(stats.recommendable.sum())
-    return (
-        {name: recs_metrics(r, sl.targets, history, size, k) for name, r in ranked.items()},
-        recs,
-    )
+    scores = {name: recs_metrics(r, sl.targets, history, size, k) for name, r in ranked.items()}
+    if model is not None:
+        scores["model"] |= discovery_metrics(ranked["model"], sl.targets, history, popular, k)
+    return scores, recs

@@ -13,6 +13,7 @@ from shelfops.evaluation.metrics import (
     bias,
     coverage,
     demand_metrics,
+    discovery_metrics,
     hit_at_k,
     naive_scale,
     ndcg_at_k,
@@ -21,6 +22,7 @@ from shelfops.evaluation.metrics import (
     relative_improvement,
     rmsse,
     wape,
+    with_discovery_slots,
     wrmsse_arrays,
 )
 
@@ -113,6 +115,27 @@ def test_recs_metrics_split_repeat_and_new() -> None:
     assert m["recall@2_new"] == pytest.approx((0.0 + 1.0) / 2)
     assert m["catalogue_coverage"] == pytest.approx(4 / 8)
     assert m["customers"] == 2
+
+
+def test_discovery_slots_give_the_last_places_to_new_popular_items() -> None:
+    """The last E places go to the most popular items the customer never bought, hand-computed."""
+    assert with_discovery_slots(["a", "b", "c"], iter(["b", "x", "y"]), k=3, slots=2) == [
+        "a",
+        "b",
+        "x",
+    ]
+    assert with_discovery_slots(["a", "b", "c"], iter(["x"]), k=3, slots=2) == ["a", "x", "b"]
+    ranked = {"c1": ["a", "b"], "c2": ["d", "e"]}
+    targets = {"c1": {"a", "p"}, "c2": {"e", "q"}}
+    history = {"c1": {"a", "b", "q"}, "c2": {"d", "e"}}
+    popular = ["q", "p", "r"]
+    m = discovery_metrics(ranked, targets, history, popular, k=2, slots=(1,))
+    # c1: [a, p] (q was bought before) finds both; c2: [d, q] finds q (rank 2) but not e
+    assert m["recall@2_discovery1"] == pytest.approx((1.0 + 0.5) / 2)
+    assert m["recall@2_new_discovery1"] == pytest.approx((1.0 + 1.0) / 2)
+    c2_ndcg = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
+    assert m["ndcg@2_discovery1"] == pytest.approx((1.0 + c2_ndcg) / 2)
+    assert recs_metrics(ranked, targets, history, 4, k=2)["recall@2_new"] == 0.0
 
 
 def test_relative_improvement_direction() -> None:
