@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from shelfops.models.baselines import top_up
+
 #: The demand metrics every report and table shows, in order.
 DEMAND_METRICS = ("wrmsse", "rmsse", "wape", "bias", "coverage_p10_p90")
 #: The recommendation metrics every report and table shows, in order.
@@ -329,15 +331,8 @@ def with_discovery_slots(
         ``ranked[:k - slots]``, then the first ``fresh`` items not already listed, topped up
         from the rest of ``ranked`` when ``fresh`` runs out.
     """
-    out = list(ranked[: max(k - slots, 0)])
-    taken = set(out)
-    for item in itertools.chain(fresh, ranked[len(out) :]):
-        if len(out) >= k:
-            break
-        if item not in taken:
-            out.append(item)
-            taken.add(item)
-    return out
+    head = list(ranked[: max(k - slots, 0)])
+    return top_up(head, itertools.chain(fresh, ranked[len(head) :]), k)
 
 
 def discovery_metrics(

@@ -167,12 +167,21 @@ def personal_frequency(
     head = popular[: k * 3]
     out: dict[str, list[str]] = {}
     for cust in wanted:
-        out[cust] = _top_up([str(x) for x in own.get(cust, [])], head, k)
+        out[cust] = top_up([str(x) for x in own.get(cust, [])], head, k)
     return out
 
 
-def _top_up(items: list[str], popular: list[str], k: int) -> list[str]:
-    """``items`` followed by popular ones it lacks, up to ``k``."""
+def top_up(items: list[str], popular: Iterable[str], k: int) -> list[str]:
+    """``items`` followed by popular ones it lacks, up to ``k``.
+
+    Args:
+        items: The list so far (extended in place).
+        popular: Items to add from, best first (read only as far as needed).
+        k: List length.
+
+    Returns:
+        ``items``, at most ``k`` long.
+    """
     seen = set(items)
     for item in popular:
         if len(items) >= k:
@@ -292,7 +301,7 @@ def tifuknn(
     targets = [c for c in wanted if c in row_of]
     for c in wanted:
         if c not in row_of:
-            out[c] = _top_up([], head, k)
+            out[c] = top_up([], head, k)
     for s in range(0, len(targets), 256):
         chunk = targets[s : s + 256]
         rows = np.array([row_of[c] for c in chunk])
@@ -312,7 +321,7 @@ def tifuknn(
             score = blend[j]
             cand = np.flatnonzero(score > 0)
             order = cand[np.lexsort((cand, -score[cand]))][:k]
-            out[c] = _top_up([items[i] for i in order], head, k)
+            out[c] = top_up([items[i] for i in order], head, k)
     return out
 
 
