@@ -21,7 +21,9 @@ Targets, each at 10 and 50 users who think about 1 s between requests, then 50 u
 
 Servers are pinned to CPU 0 and Locust to CPU 1 (``taskset``) so they do not fight for a core.
 Usage: ``python benchmarks/bench_serving.py [--home local_outputs] [--seconds 20]
-[--baseline DIR]``. The home
+[--baseline DIR]``. With ``--only inprocess --baseline DIR`` the in-process budgets of both
+checkouts run alternately (before, after, before, after) and every served answer of the home is
+compared between them (:func:`inprocess_side_by_side`). The home
 needs registered models (``make quickstart``); without them the script runs the quickstart.
 """
 
@@ -289,6 +291,117 @@ def inprocess(home: Path, calls: int) -> dict[str, Any]:
     return out
 
 
+def served_answers(home: Path) -> list[dict[str, Any]]:
+    """Every answer the recommendation server gives the home's customers, for an identity check.
+
+    Each customer with history (and 50 unknown ids) alone, then in batches of 64, with
+    ``explain`` (so what each rule removed is compared too), and the batches once more with a
+    shopping context (a category and excluded items). Request ids are left out.
+
+    Args:
+        home: A home with registered models and a materialized online store.
+
+    Returns:
+        One record per answer, in call order.
+    """
+    import pandas as pd
+
+    from shelfops.registry import model_path, use_bentoml_home
+    from shelfops.serving.runtime import new_server
+    from shelfops.serving.schemas import RecommendContext
+    from shelfops.settings import ServingSettings, Settings
+
+    settings = Settings(home=home)
+    use_bentoml_home(settings)
+    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
+    ids = sorted(behaviour["customer_id"].astype(str).unique().tolist())
+    ids += [f"unknown-{i}" for i in range(50)]
+    recs = new_server("recs", settings, ServingSettings(online_timeout_ms=5000))
+    recs.load(model_path("shelfops_recs:latest"), "shelfops_recs:latest")
+    out: list[dict[str, Any]] = []
+    try:
+        stats = recs.predictor.model.stats
+        fixed = pd.Timestamp(stats.cutoff) + pd.Timedelta(days=3)
+        recs.clock = lambda: fixed  # scores depend on the time; both runs use the same
+        category = next((c for c in stats.category if c and c != "Unknown"), None)
+        context = RecommendContext(category=category, exclude_stock_codes=list(stats.items[:20]))
+        calls: list[tuple[list[str], Any]] = [([c], None) for c in ids]
+        calls += [(ids[i : i + 64], None) for i in range(0, len(ids), 64)]
+        calls += [(ids[i : i + 64], context) for i in range(0, len(ids), 64)]
+        for batch, ctx in calls:
+            for resp in recs.recommend_many(batch, 10, context=ctx, explain=True, synthetic=True):
+                record = resp.model_dump()
+                record.pop("request_id")
+                out.append(record)
+    finally:
+        recs.close()
+    return out
+
+
+def _inprocess_of(code: Path, home: Path, calls: int, out: Path, answers: bool) -> dict[str, Any]:
+    """Run the in-process budgets (and with ``answers``, every answer) importing ``code``."""
+    figures, answers_file = out / "figures.json", out / "answers.json"
+    argv = [sys.executable, str(Path(__file__).resolve()), "--home", str(home)]
+    argv += ["--only", "inprocess", "--calls", str(calls), "--code", str(code)]
+    argv += ["--out", str(figures)] + (["--answers", str(answers_file)] if answers else [])
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = json.loads(figures.read_text())
+    if answers:
+        result["answers"] = json.loads(answers_file.read_text())
+    return result
+
+
+def inprocess_side_by_side(base: Path, home: Path, calls: int) -> dict[str, Any]:
+    """The in-process budgets of another checkout and of this one, alternating, in one run.
+
+    Before, after, before, after (each in its own process, so each imports its own code); the
+    served answers of both must be identical (items, order, scores, reasons, sources, removals).
+
+    Args:
+        base: The checkout to compare with (for example ``git archive main | tar -x -C DIR``).
+        home: The home both serve.
+        calls: Calls per measurement.
+
+    Returns:
+        Both runs' figures, after / before ratios of the medians, and the identity check.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, code) in enumerate([("before", base), ("after", ROOT)] * 2):
+            print(f"in-process budgets, {name} (round {i // 2 + 1}) ...", flush=True)
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            runs[name].append(_inprocess_of(code.resolve(), home, calls, folder, i < 2))
+    answers = {name: r[0].pop("answers") for name, r in runs.items()}
+    differ = [
+        i
+        for i, (a, b) in enumerate(zip(answers["before"], answers["after"], strict=False))
+        if a != b
+    ]
+    same = not differ and len(answers["before"]) == len(answers["after"])
+    keys = ("one_recommendation", "batch_of_64_per_customer", "forecast_50_products")
+    ratios = {
+        key: [
+            round(a["inprocess"][key]["median_ms"] / b["inprocess"][key]["median_ms"], 2)
+            for a, b in zip(runs["after"], runs["before"], strict=True)
+        ]
+        for key in keys
+    }
+    return {
+        "runs": {n: [r["inprocess"] for r in v] for n, v in runs.items()},
+        "after_over_before_median": ratios,
+        "answers_compared": len(answers["after"]),
+        "answers_identical": same,
+        "first_difference": None
+        if same
+        else {
+            "index": differ[0] if differ else len(answers["after"]),
+            "before": answers["before"][differ[0]] if differ else None,
+            "after": answers["after"][differ[0]] if differ else None,
+        },
+    }
+
+
 def _ensure_models(home: Path) -> None:
     latest = home / "bentoml" / "models" / "shelfops_recs" / "latest"
     if not latest.exists():
@@ -318,19 +431,41 @@ def main() -> int:
         "--baseline",
         type=Path,
         default=None,
-        help="Another ShelfOps checkout (src/ and serving/) to serve beside this one as 'before'.",
+        help="Another ShelfOps checkout (src/ and serving/) to serve beside this one as 'before' "
+        "(with --only inprocess: its in-process budgets and answers beside this one's).",
+    )
+    ap.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="Checkout whose src/ shelfops is imported from (default: this one).",
+    )
+    ap.add_argument(
+        "--answers",
+        type=Path,
+        default=None,
+        help="With --only inprocess: also write every served answer of the home here (JSON).",
     )
     args = ap.parse_args()
     home = args.home.resolve()
     _ensure_models(home)
-    sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # shelfops, and tests' redis launcher
+    sys.path[:0] = [str(args.code.resolve() / "src"), str(ROOT)]  # shelfops, tests' redis
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "home": str(home),
     }
-    if args.only in ("all", "inprocess"):
+    if args.only == "inprocess" and args.baseline:
+        print("in-process budgets, before and after ...", flush=True)
+        figures["inprocess"] = inprocess_side_by_side(args.baseline, home, args.calls)
+        figures["load_average"] = os.getloadavg()
+    elif args.only in ("all", "inprocess"):
         print("in-process budgets ...", flush=True)
         figures["inprocess"] = inprocess(home, args.calls)
+        import shelfops
+
+        figures["code"] = str(Path(shelfops.__file__).parents[1])
+        if args.answers:
+            args.answers.write_text(json.dumps(served_answers(home)))
     if args.only == "inprocess":
         text = json.dumps(figures, indent=2)
         print(text)

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from shelfops.features.definitions import RECS_SERVICE
-from shelfops.models.recs import Recommendation, RecsModel, Rows
+from shelfops.models.recs import Ranked, Recommendation, RecsModel, Rows
 from shelfops.predictors.base import RegistryPredictor
 
 
@@ -41,6 +41,23 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
             ``{customer_id: [Recommendation, ...]}``; a popularity top-up scores ``-inf``.
         """
         return self.model.recommend(rows, k=k, now=now)
+
+    def rank(self, rows: Rows, k: int, now: pd.Timestamp | None = None) -> Ranked:
+        """The best ``k`` scored candidates of each personal row, as arrays (the server's path).
+
+        Args:
+            rows: ``recs_v1`` rows of customers who may be personalised and have a history.
+            k: Candidates per customer.
+            now: Scoring time (default: the model's training cutoff).
+
+        Returns:
+            Item rows, scores and what their reasons are worded from, best first.
+        """
+        return self.model.rank(rows, k, self.model.now_seconds(now))
+
+    def reason(self, ranked: Ranked, r: int, i: int) -> str:
+        """The reason for the ``i``-th ranked item of row ``r`` of :meth:`rank`'s answer."""
+        return self.model.ranked_reason(ranked, r, i)
 
     def predict(
         self,

@@ -38,21 +38,19 @@ from shelfops.features.definitions import (
     RECS_SERVICE,
 )
 from shelfops.features.store import FeatureRepo
-from shelfops.models.recs import Recommendation
 from shelfops.monitoring.store import recs_outputs
 from shelfops.predictors.recs import RecsPredictor
 from shelfops.serving.base import BadRequest, ModelServer
 from shelfops.serving.online import OnlineReader
 from shelfops.serving.rules import (
-    Candidate,
+    REMOVING_RULES,
     CatalogEntry,
     MerchRules,
     Removal,
+    RuleMasks,
     RulesError,
-    apply_rules,
     catalog_from_online,
     check,
-    is_surplus,
 )
 from shelfops.serving.rules_store import SHIPPED_RULES, serving_rules_path
 from shelfops.serving.schemas import (
@@ -133,6 +131,10 @@ class RecsServer(ModelServer):
         stats = self.predictor.model.stats
         self.items: list[str] = list(stats.items)
         self.popular: list[int] = [int(j) for j in stats.popular_order()]
+        self._popular_rows = np.asarray(self.popular, np.int64)
+        self._index = {code: j for j, code in enumerate(self.items)}
+        self._categories = np.asarray(stats.category, dtype=object)
+        self._mask_cache: tuple[MerchRules, dict[str, CatalogEntry], RuleMasks] | None = None
         rules_path = serving_rules_path(self.settings, self.serving)
         self.rules = (
             MerchRules.from_yaml(rules_path)
@@ -349,18 +351,8 @@ class RecsServer(ModelServer):
                 self.degraded(s.miss)
         exclude = set(context.exclude_stock_codes) if context else set()
         category = context.category if context else None
-        personal = [s for s in states if s.personal]
-        pool = personal_pool(k, len(self.items), self.serving)
         with self.compute:
-            scored = (
-                self.predictor.recommend([s.row for s in personal], k=pool, now=self.clock())
-                if personal
-                else {}
-            )
-            responses = [
-                self._answer(s, scored.get(s.customer_id, []), k, exclude, category, rid, explain)
-                for s in states
-            ]
+            responses = self._answers(states, k, exclude, category, rid, explain)
         if synthetic:
             if cpu_started is not None:
                 self.synthetic_done(cpu_started)
@@ -381,60 +373,142 @@ class RecsServer(ModelServer):
                 )
         return responses
 
-    def _answer(
+    def _masks(self) -> RuleMasks:
+        """The rules in force on the catalogue snapshot, as arrays over the model's items.
+
+        Rebuilt when either object is replaced (a catalogue refresh, a rules reload, or the
+        served-path evaluation setting its own); both are replaced, never changed in place.
+        """
+        rules, catalog = self.rules, self.catalog
+        cached = self._mask_cache
+        if cached is None or cached[0] is not rules or cached[1] is not catalog:
+            cached = self._mask_cache = (
+                rules,
+                catalog,
+                RuleMasks.build(rules, catalog, self.items),
+            )
+        return cached[2]
+
+    def _allowed_items(self, exclude: set[str], category: str | None) -> np.ndarray | None:
+        """Items the request's context allows (None: all of them)."""
+        if not exclude and category is None:
+            return None
+        allowed = (
+            np.ones(len(self.items), bool) if category is None else self._categories == category
+        )
+        rows = [j for j in (self._index.get(c) for c in exclude) if j is not None]
+        allowed[rows] = False
+        return allowed
+
+    def _answers(
         self,
-        state: CustomerState,
-        scored: list[Recommendation],
+        states: list[CustomerState],
         k: int,
         exclude: set[str],
         category: str | None,
         rid: str,
         explain: bool,
-    ) -> RecommendResponse:
-        """Rules, top-up and the response for one customer."""
-        affinity = float(state.row.get("discount_affinity") or 0.0) if state.personal else 0.0
-        candidates = [
-            Candidate(r.stock_code, r.score, r)
-            for r in scored
-            if r.scored  # model top-ups (no score) are left to the popularity top-up
-            and r.stock_code not in exclude
-            and (category is None or r.category == category)
-        ]
-        outcome = apply_rules(self.rules, candidates, self.catalog, affinity, k)
-        self._count_removals(outcome.removed, "personal")
-        items = [
-            RecommendedItem(
-                stock_code=c.candidate.stock_code,
-                description=c.candidate.payload.description or "",
-                category=c.candidate.payload.category or "Unknown",
-                score=c.score,
-                reason=c.candidate.payload.reason,  # worded here, only for the items served
-                boosted=c.boosted,
-                source="personal",
-            )
-            for c in outcome.kept
-        ]
-        removed = [
-            RemovedItem(stock_code=r.stock_code, rule=r.rule, reason=r.reason, source="personal")
-            for r in outcome.removed
-        ]
-        if len(items) < k:
-            fill_source: ItemSource = "popularity_top_up" if state.personal else state.source
-            extra, dropped = self._popular(
-                k - len(items),
-                {i.stock_code for i in items} | exclude,
-                category,
-                affinity,
-                fill_source,
-            )
-            self._count_removals(dropped, "popularity")
-            items += extra
-            removed += [
-                RemovedItem(
-                    stock_code=r.stock_code, rule=r.rule, reason=r.reason, source=fill_source
+    ) -> list[RecommendResponse]:
+        """Score the personal customers as one batch, apply the rules as array masks, answer.
+
+        The model ranks ``k`` + headroom candidates per personal customer
+        (:meth:`~shelfops.predictors.recs.RecsPredictor.rank`); the rules remove candidates
+        (:class:`~shelfops.serving.rules.RuleMasks`, from :func:`~shelfops.serving.rules.check`),
+        surplus items get the boost, the best ``k`` kept are served in score order (ties keep
+        the model's order), and a list left short is topped up from popularity under the same
+        rules. Objects and reasons are built only for the items served.
+        """
+        masks = self._masks()
+        allowed = self._allowed_items(exclude, category)
+        personal = [i for i, s in enumerate(states) if s.personal]
+        affinity = np.asarray(
+            [float(s.row.get("discount_affinity") or 0.0) if s.personal else 0.0 for s in states],
+            np.float64,
+        )
+        served: dict[int, tuple[list[RecommendedItem], list[Removal]]] = {}
+        counts = np.zeros(len(REMOVING_RULES) + 1, np.int64)
+        if personal:
+            pool = personal_pool(k, len(self.items), self.serving)
+            ranked = self.predictor.rank([states[i].row for i in personal], pool, self.clock())
+            scores = ranked.scores.astype(np.float64)
+            items = np.maximum(ranked.items, 0)
+            ok = (ranked.items >= 0) & np.isfinite(scores)  # model top-ups are left to ours
+            if allowed is not None:
+                ok &= allowed[items]
+            rule = np.where(ok, masks.removed_by(items, affinity[personal]), 0)
+            kept = ok & (rule == 0)
+            counts += np.bincount(rule[ok].ravel(), minlength=len(counts))
+            boosted = kept & masks.surplus[items]
+            final = scores + np.where(boosted, masks.boost, 0.0)
+            order = np.argsort(np.where(kept, -final, np.inf), axis=1, kind="stable")[:, :k]
+            n_kept = np.minimum(kept.sum(axis=1), k).tolist()
+            order_l, items_l = order.tolist(), items.tolist()
+            final_l, boosted_l = final.tolist(), boosted.tolist()
+            model = self.predictor.model
+            for r, i in enumerate(personal):
+                row_items = items_l[r]
+                out = [
+                    RecommendedItem(
+                        stock_code=self.items[j],
+                        description=model.stats.description[j] or "",
+                        category=model.stats.category[j] or "Unknown",
+                        score=final_l[r][c],
+                        reason=self.predictor.reason(ranked, r, c),
+                        boosted=boosted_l[r][c],
+                        source="personal",
+                    )
+                    for c in order_l[r][: n_kept[r]]
+                    for j in (row_items[c],)
+                ]
+                removals = (
+                    self._removals(
+                        [row_items[c] for c in np.flatnonzero(rule[r]).tolist()], affinity[i]
+                    )
+                    if explain
+                    else []
                 )
-                for r in dropped
+                served[i] = (out, removals)
+        self._count_removals(counts, "personal")
+        pop_counts = np.zeros_like(counts)
+        responses = []
+        for i, state in enumerate(states):
+            items_i, removed_i = served.get(i, ([], []))
+            listed: list[RemovedItem] = [
+                RemovedItem(
+                    stock_code=r.stock_code, rule=r.rule, reason=r.reason, source="personal"
+                )
+                for r in removed_i
             ]
+            if len(items_i) < k:
+                fill_source: ItemSource = "popularity_top_up" if state.personal else state.source
+                extra, dropped = self._popular(
+                    k - len(items_i),
+                    items_i,
+                    allowed,
+                    float(affinity[i]),
+                    fill_source,
+                    pop_counts,
+                    explain,
+                )
+                items_i = items_i + extra
+                listed += [
+                    RemovedItem(
+                        stock_code=r.stock_code, rule=r.rule, reason=r.reason, source=fill_source
+                    )
+                    for r in dropped
+                ]
+            responses.append(self._response(state, items_i, listed, rid, explain))
+        self._count_removals(pop_counts, "popularity")
+        return responses
+
+    def _response(
+        self,
+        state: CustomerState,
+        items: list[RecommendedItem],
+        removed: list[RemovedItem],
+        rid: str,
+        explain: bool,
+    ) -> RecommendResponse:
         scores = np.asarray([i.score for i in items if i.score is not None], np.float64)
         if len(scores):
             confidence = float(np.mean(_sigmoid(scores)))
@@ -450,47 +524,66 @@ class RecsServer(ModelServer):
             removed=removed if explain else None,
         )
 
-    def _count_removals(self, removed: list[Removal], source: str) -> None:
-        counts: dict[str, int] = {}
-        for r in removed:
-            counts[r.rule] = counts.get(r.rule, 0) + 1
-        for rule, n in counts.items():
-            self.metrics.rule_removals.labels(self.name, rule, source).inc(n)
+    def _removals(self, rows: list[int], affinity: float) -> list[Removal]:
+        """What the rules say about items they removed (worded by :func:`check`)."""
+        out = []
+        for j in rows:
+            code = self.items[j]
+            removal = check(self.rules, self.catalog.get(code), affinity)
+            if removal is not None:
+                out.append(Removal(code, removal.rule, removal.reason))
+        return out
+
+    def _count_removals(self, counts: np.ndarray, source: str) -> None:
+        """Add removals (``counts[1 + i]`` for ``REMOVING_RULES[i]``) to the rule metric."""
+        for code in np.flatnonzero(counts[1:]).tolist():
+            self.metrics.rule_removals.labels(self.name, REMOVING_RULES[code], source).inc(
+                int(counts[code + 1])
+            )
 
     def _popular(
         self,
         n: int,
-        taken: set[str],
-        category: str | None,
+        taken: list[RecommendedItem],
+        allowed: np.ndarray | None,
         affinity: float,
-        source: ItemSource = "cold_start",
+        source: ItemSource,
+        counts: np.ndarray,
+        explain: bool,
     ) -> tuple[list[RecommendedItem], list[Removal]]:
-        """Popular items that pass the rules, and the popular items the rules removed."""
+        """Popular items that pass the rules, and the popular items the rules removed.
+
+        Walks the popularity order past what is taken or out of context, keeping the first
+        ``n`` items the rules allow; removals are those met before the ``n``-th kept item
+        (added to ``counts``; worded only with ``explain``).
+        """
+        masks = self._masks()
+        rows = self._popular_rows
+        if allowed is not None:
+            rows = rows[allowed[rows]]
+        if taken:
+            gone = np.asarray([self._index[i.stock_code] for i in taken])
+            rows = rows[~np.isin(rows, gone)]
+        rule = masks.removed_by(rows, affinity)
+        kept_at = np.flatnonzero(rule == 0)
+        if len(kept_at) >= n:
+            end = int(kept_at[n - 1]) + 1 if n > 0 else 0
+            rows, rule = rows[:end], rule[:end]
+        counts += np.bincount(rule, minlength=len(counts))
         model = self.predictor.model
-        out: list[RecommendedItem] = []
-        removed: list[Removal] = []
-        for j in self.popular:
-            if len(out) >= n:
-                break
-            code = self.items[j]
-            if code in taken or (category is not None and model.stats.category[j] != category):
-                continue
-            entry = self.catalog.get(code)
-            removal = check(self.rules, entry, affinity)
-            if removal is not None:
-                removed.append(Removal(code, removal.rule, removal.reason))
-                continue
-            out.append(
-                RecommendedItem(
-                    stock_code=code,
-                    description=model.stats.description[j],
-                    category=model.stats.category[j],
-                    score=None,
-                    reason=model.popular_reason(j),
-                    boosted=is_surplus(self.rules, entry),
-                    source=source,
-                )
+        out = [
+            RecommendedItem(
+                stock_code=self.items[j],
+                description=model.stats.description[j],
+                category=model.stats.category[j],
+                score=None,
+                reason=model.popular_reason(j),
+                boosted=bool(masks.surplus[j]),
+                source=source,
             )
+            for j in rows[rule == 0].tolist()
+        ]
+        removed = self._removals(rows[rule > 0].tolist(), affinity) if explain else []
         return out, removed
 
     def v2_metadata(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -323,3 +324,70 @@ def apply_rules(
     if k is not None:
         del out.kept[k:]
     return out
+
+
+@dataclass(frozen=True)
+class RuleMasks:
+    """:func:`check` and :func:`is_surplus` for every item of a list at once, as arrays.
+
+    Built from :func:`check` itself (one call per item and snapshot), so each rule still lives
+    in that one function: ``fixed`` is what it says for a customer whom the discount-affinity
+    limit never stops, ``cut`` marks items it stops for a customer whom the limit always stops.
+    A request then applies the rules to a whole batch of candidates with array operations and
+    asks :func:`check` for the words only for the removals it reports.
+    """
+
+    fixed: np.ndarray
+    """Per item: 0 when it passes, else 1 + the index in :data:`REMOVING_RULES` of the rule."""
+    cut: np.ndarray
+    """Per item: on a price cut that the discount-affinity limit covers (and fixed passes)."""
+    surplus: np.ndarray
+    """Per item: :func:`is_surplus`."""
+    min_affinity: float
+    boost: float
+
+    @classmethod
+    def build(cls, rules: MerchRules, catalog: Catalog, codes: Iterable[str]) -> RuleMasks:
+        """Evaluate the rules for each item (in the order of ``codes``) on a catalogue snapshot.
+
+        Args:
+            rules: The rules.
+            catalog: The catalogue snapshot.
+            codes: Stock codes, one per item row.
+
+        Returns:
+            The masks.
+        """
+        code_of = {rule: i + 1 for i, rule in enumerate(REMOVING_RULES)}
+        fixed, cut, surplus = [], [], []
+        for code in codes:
+            entry = catalog.get(code)
+            always = check(rules, entry, float("inf"))  # the affinity limit never stops it
+            never = check(rules, entry, float("-inf"))  # the affinity limit always stops it
+            fixed.append(code_of[always.rule] if always is not None else 0)
+            cut.append(always is None and never is not None)
+            surplus.append(is_surplus(rules, entry))
+        return cls(
+            fixed=np.asarray(fixed, np.int8),
+            cut=np.asarray(cut, bool),
+            surplus=np.asarray(surplus, bool),
+            min_affinity=rules.markdown_min_affinity,
+            boost=rules.surplus_boost,
+        )
+
+    def removed_by(self, items: np.ndarray, affinity: np.ndarray | float) -> np.ndarray:
+        """The rule code (0: kept) of each item row for each customer.
+
+        Args:
+            items: Item rows, shape (customers, candidates) or (candidates,).
+            affinity: Each customer's discount affinity, shape (customers,), or one value.
+
+        Returns:
+            Rule codes shaped like ``items``; ``REMOVING_RULES[code - 1]`` names the rule.
+        """
+        fixed = self.fixed[items]
+        low = np.asarray(affinity, np.float64) < self.min_affinity
+        if np.ndim(low):
+            low = low[:, None]
+        limit = np.int8(1 + REMOVING_RULES.index(DISCOUNT_AFFINITY))
+        return np.where((fixed == 0) & self.cut[items] & low, limit, fixed)

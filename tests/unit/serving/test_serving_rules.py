@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from itertools import product
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shelfops.serving.recs import DEFAULT_RULES
@@ -12,13 +14,16 @@ from shelfops.serving.rules import (
     DISCOUNT_AFFINITY,
     MAX_MARKDOWN_COUNT,
     MIN_INVENTORY,
+    REMOVING_RULES,
     Candidate,
     CatalogEntry,
     MerchRules,
+    RuleMasks,
     RulesError,
     apply_rules,
     catalog_from_online,
     check,
+    is_surplus,
 )
 
 pytestmark = pytest.mark.unit
@@ -174,3 +179,38 @@ def test_inline_rules_text_is_validated_like_the_file() -> None:
     assert MerchRules.from_text("min_inventory: 5\n").min_inventory == 5
     with pytest.raises(RulesError, match=r"SHELFOPS_SERVING_RULES_YAML.*surplus_boost"):
         MerchRules.from_text("surplus_boost: -1\n")
+
+
+def test_rule_masks_say_what_check_says_for_every_item_and_customer() -> None:
+    """The array form the server applies to a batch names the same rule as check, item by item."""
+    entries = [
+        entry(
+            inventory_on_hand=inv,
+            markdown_count=md,
+            on_clearance=cl,
+            on_promotion=pr,
+            discontinued=dc,
+            weeks_of_cover=cover,
+        )
+        for inv, md, cl, pr, dc, cover in product(
+            (0, 3), (0, 12), (False, True), (False, True), (False, True), (8, 80)
+        )
+    ]
+    codes = [f"item{i}" for i in range(len(entries))] + ["not-in-catalogue"]
+    catalog = dict(zip(codes, entries, strict=False))
+    affinities = np.array([0.0, 0.1, 0.2, 0.9])
+    for rules in (
+        MerchRules(),
+        MerchRules(min_inventory=2, max_markdown_count=5, markdown_min_affinity=0.1),
+        MerchRules(affinity_applies_to=("clearance", "promotion")),
+        MerchRules(affinity_applies_to=()),
+    ):
+        masks = RuleMasks.build(rules, catalog, codes)
+        rows = np.tile(np.arange(len(codes)), (len(affinities), 1))
+        got = masks.removed_by(rows, affinities)
+        for (a, affinity), j in product(enumerate(affinities), range(len(codes))):
+            removal = check(rules, catalog.get(codes[j]), float(affinity))
+            expected = 0 if removal is None else 1 + REMOVING_RULES.index(removal.rule)
+            assert got[a, j] == expected, (rules, codes[j], affinity)
+            assert masks.removed_by(rows[0], float(affinity))[j] == expected
+            assert masks.surplus[j] == is_surplus(rules, catalog.get(codes[j]))
