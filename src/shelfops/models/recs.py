@@ -471,16 +471,28 @@ def customer_history(
     items = np.full((n, t), -1, np.int64)
     counts = np.zeros((n, t), np.float32)
     last = np.zeros((n, t), np.float64)
+    # flattened: one lookup per listed item, then one scatter per array (no per-cell writes)
+    at_r: list[int] = []
+    at_c: list[int] = []
+    codes: list[Any] = []
+    cnts: list[float] = []
+    lasts: list[float] = []
     for r, (its, cs, ls) in enumerate(
         zip(items_col, rows[config.counts_feature], rows[config.last_ts_feature], strict=True)
     ):
         cs, ls = _as_list(cs), _as_list(ls)
-        for c, (it, cnt, lt) in enumerate(zip(its, cs, ls, strict=False)):
-            j = index.get(str(it), -1)
-            if j >= 0:
-                items[r, c] = j
-                counts[r, c] = float(cnt)
-                last[r, c] = float(lt)
+        m = min(len(its), len(cs), len(ls))  # zip's length, as before
+        at_r += [r] * m
+        at_c += range(m)
+        codes += its[:m]
+        cnts += [float(v) for v in cs[:m]]
+        lasts += [float(v) for v in ls[:m]]
+    js = np.fromiter((index.get(str(it), -1) for it in codes), np.int64, len(codes))
+    ok = js >= 0
+    rr, cc = np.asarray(at_r, np.int64)[ok], np.asarray(at_c, np.int64)[ok]
+    items[rr, cc] = js[ok]
+    counts[rr, cc] = np.asarray(cnts, np.float64)[ok]  # float64 to float32, as each cell was
+    last[rr, cc] = np.asarray(lasts, np.float64)[ok]
     return items, counts, last
 
 
@@ -583,7 +595,9 @@ def build_candidates(
     rec = stats.recommendable
     usable = rec[pair_item] & (pair_co > 0)
     u_row, u_item, u_co = pair_row[usable], pair_item[usable], pair_co[usable]
-    by_score = np.lexsort((u_item, -u_co, u_row))
+    # by row, then best co-purchase score, ties by item: the pairs arrive sorted by (row, item),
+    # so one stable sort by (row, -score) gives lexsort((u_item, -u_co, u_row))'s permutation
+    by_score = _pair_order(u_row, -u_co)
     u_row, u_item = u_row[by_score], u_item[by_score]
     k_co = min(config.co_candidates, n_items)
     co_rank = np.arange(len(u_row)) - np.searchsorted(u_row, u_row, side="left")
