@@ -114,6 +114,7 @@ def main() -> int:
     if "demand" in result:
         figures["demand"] = _figures(result["demand"], DEMAND_METRICS)
         figures["products_evaluated"] = result["demand"]["products_evaluated"]
+        figures["demand_segments"] = result["demand"]["segments"]
     if "recommendations" in result:
         figures["recommendations"] = _figures(
             result["recommendations"], RECS_METRICS + DISCOVERY_METRICS

@@ -134,12 +134,15 @@ def print_backtest(result: dict[str, Any]) -> None:
     if r and any(k.endswith(f"discovery{DISCOVERY_SLOTS[0]}") for k in r["model"]):
         console.print(_discovery_table(r))
     if d:
-        fallback = d.get("fallback") or {}
-        if fallback:
-            said = ", ".join(f"{seg} -> {name}" for seg, name in fallback.items())
-            console.print(f"demand fallback (baseline beat the model on validation): {said}")
+        combination = d.get("combination") or {}
+        if combination:
+            said = ", ".join(
+                f"{seg} -> " + " + ".join(f"{w:.1f} {name}" for name, w in weights.items())
+                for seg, weights in combination.items()
+            )
+            console.print(f"demand per segment (combinations fitted on validation): {said}")
         else:
-            console.print("demand fallback: none (the model beat the baselines in every segment)")
+            console.print("demand: the network alone in every segment (it beat every combination)")
     if r and r.get("served"):
         print_served(r["served"])
     console.print(f"wall time {result['wall_time_s']:.1f} s; report: {result.get('report')}")

@@ -137,6 +137,7 @@ def _demand_part(
         "early_stopping_origin": dinfo["validation_origin"],
         "segments": dinfo["segments"],
         "fallback": dinfo["fallback"],
+        "combination": dinfo["combination"],
         "training_rows": dinfo["training_rows"],
         "wall_time_s": ctx.timings["demand_train_s"] + ctx.timings["demand_eval_s"],
     }, forecasts

@@ -80,12 +80,18 @@ class DemandConfig:
     holiday_weeks: tuple[int, ...] = field(default=(46, 47, 48, 49, 50, 51, 52))
     #: Per-target-week inputs known ahead (arrays starting at the origin's week).
     ahead_features: tuple[str, ...] = ("display_stores_ahead", "mailer_stores_ahead")
+    #: Baselines the network is combined with per segment, with weights fitted on the
+    #: validation window (a forecast combination; empty: the network alone everywhere).
+    combine_with: tuple[str, ...] = ("ma4", "ma13")
+    #: Grid step of the combination weights.
+    combine_step: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able copy."""
         d = asdict(self)
         d["holiday_weeks"] = list(self.holiday_weeks)
         d["ahead_features"] = list(self.ahead_features)
+        d["combine_with"] = list(self.combine_with)
         return d
 
     @classmethod
@@ -94,6 +100,7 @@ class DemandConfig:
         d = dict(d)
         d["holiday_weeks"] = tuple(d.get("holiday_weeks", ()))
         d["ahead_features"] = tuple(d.get("ahead_features", ()))
+        d["combine_with"] = tuple(d.get("combine_with", ()))
         return cls(**d)
 
 
@@ -541,20 +548,44 @@ def demand_segments(rows: Rows) -> np.ndarray:
     )
 
 
+def source_name(weights: Mapping[str, float]) -> str:
+    """What a forecast row says produced it: ``model``, a baseline's name, or a combination.
+
+    Args:
+        weights: Combination weights (``model`` or a baseline name to its weight).
+
+    Returns:
+        The names with a positive weight joined by ``+``, the network first (``model+ma13``).
+    """
+    names = sorted((k for k, w in weights.items() if w > 0), key=lambda k: (k != "model", k))
+    return "+".join(names) or "model"
+
+
 @dataclass
 class DemandModel:
     """A fitted encoder + network; predicts P10/P50/P90 and a point forecast.
 
-    ``fallback`` maps a segment (:func:`demand_segments`) to the baseline that forecasts it
-    instead of the network, decided on validation where the baseline beat the network; every
-    forecast row says which one produced it (``source``).
+    ``combination`` maps a segment (:func:`demand_segments`) to the weights of a forecast
+    combination of the network and the baselines fitted on validation (weights sum to 1; a
+    weight of 1 on a baseline is a fallback to it, a segment not listed is the network alone).
+    Every forecast row says what produced it (``source``: ``model``, a baseline's name or a
+    combination such as ``model+ma13``).
     """
 
     config: DemandConfig
     encoder: DemandEncoder
     net: DemandNet
     history: dict[str, Any] = field(default_factory=dict)
-    fallback: dict[str, str] = field(default_factory=dict)
+    combination: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def fallback(self) -> dict[str, str]:
+        """Segments forecast by one baseline alone (the network lost there on validation)."""
+        return {
+            seg: name
+            for seg, w in self.combination.items()
+            if "model" not in (name := source_name(w)) and "+" not in name
+        }
 
     def predict(self, rows: pd.DataFrame, batch_size: int = 4096) -> pd.DataFrame:
         """Forecast from FeatureService rows (the origin is each row's ``event_timestamp``).
@@ -565,15 +596,14 @@ class DemandModel:
 
         Returns:
             Long frame: ``stock_code``, ``origin``, ``step``, ``week_start``, ``forecast``,
-            ``p10``, ``p50``, ``p90`` in units, ``segment`` and ``source`` (``model`` or the
-            fallback baseline's name).
+            ``p10``, ``p50``, ``p90`` in units, ``segment`` and ``source`` (see the class).
         """
         h = self.config.horizon
         outs = [
             self._network(rows.iloc[s : s + batch_size]) for s in range(0, len(rows), batch_size)
         ]
         out = np.concatenate(outs) if outs else np.zeros((0, h, 4), np.float32)
-        out, segments, source = self._with_fallback(rows, out)
+        out, segments, source = self._combined(rows, out)
         origin = pd.to_datetime(rows["event_timestamp"], utc=True).dt.tz_localize(None).to_numpy()
         steps = np.arange(h)
         return pd.DataFrame(
@@ -602,9 +632,9 @@ class DemandModel:
 
         Returns:
             ``(forecasts, source)``: ``(rows, horizon, 4)`` point, P10, P50, P90 in units, and
-            which produced each row (``model`` or the fallback baseline's name).
+            what produced each row (see the class).
         """
-        out, _, source = self._with_fallback(cols, self._network(cols))
+        out, _, source = self._combined(cols, self._network(cols))
         return out, source
 
     def _network(self, rows: Rows) -> np.ndarray:
@@ -615,35 +645,49 @@ class DemandModel:
             out = (self.net(x) * x["scale"][:, None, None]).numpy()
         return np.maximum(out, 0.0)
 
-    def _with_fallback(
-        self, rows: Rows, out: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Replace the network by each segment's fallback baseline where one is configured."""
+    def _combined(self, rows: Rows, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each segment's combination of the network and the baselines, where one is set.
+
+        The point forecast and the median are the weighted sums (the network's point and median
+        as its member); P10 and P90 widen to include the new median.
+        """
         segments = demand_segments(rows)
         source = np.full(len(out), "model", dtype=object)
-        if self.fallback and len(out):
+        if self.combination and len(out):
             from shelfops.models.baselines import baselines_from_columns
 
             h = out.shape[1]
-            for segment, baseline in self.fallback.items():
+            for segment, weights in self.combination.items():
+                name = source_name(weights)
                 idx = np.flatnonzero(segments == segment)
-                if not len(idx):
+                if not len(idx) or name == "model":
                     continue
                 part = (
                     rows.iloc[idx]
                     if isinstance(rows, pd.DataFrame)
                     else {k: [v[i] for i in idx.tolist()] for k, v in rows.items()}
                 )
-                f = baselines_from_columns(baseline, part, h)
-                out[idx, :, 0] = f
-                out[idx, :, 2] = f
-                out[idx, :, 1] = np.minimum(out[idx, :, 1], f)
-                out[idx, :, 3] = np.maximum(out[idx, :, 3], f)
-                source[idx] = baseline
+                point = np.zeros((len(idx), h), np.float64)
+                median = np.zeros((len(idx), h), np.float64)
+                for member, w in weights.items():
+                    if w <= 0:
+                        continue
+                    if member == "model":
+                        point += w * out[idx, :, 0]
+                        median += w * out[idx, :, 2]
+                    else:
+                        f = baselines_from_columns(member, part, h)
+                        point += w * f
+                        median += w * f
+                out[idx, :, 0] = point
+                out[idx, :, 2] = median
+                out[idx, :, 1] = np.minimum(out[idx, :, 1], median)
+                out[idx, :, 3] = np.maximum(out[idx, :, 3], median)
+                source[idx] = name
         return out, segments, source
 
     def save(self, path: Path) -> None:
-        """Write ``config.json``, ``encoder.json``, ``fallback.json`` and ``weights.pt``.
+        """Write ``config.json``, ``encoder.json``, ``combination.json`` and ``weights.pt``.
 
         Args:
             path: Target folder (created).
@@ -652,7 +696,7 @@ class DemandModel:
         (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         (path / "encoder.json").write_text(json.dumps(self.encoder.to_dict()))
         (path / "history.json").write_text(json.dumps(self.history))
-        (path / "fallback.json").write_text(json.dumps(self.fallback))
+        (path / "combination.json").write_text(json.dumps(self.combination))
         torch.save(self.net.state_dict(), path / "weights.pt")
 
     @classmethod
@@ -672,9 +716,13 @@ class DemandModel:
         net.eval()
         hist_path = path / "history.json"
         history = json.loads(hist_path.read_text()) if hist_path.exists() else {}
-        fb_path = path / "fallback.json"
-        fallback = json.loads(fb_path.read_text()) if fb_path.exists() else {}
-        return cls(config=config, encoder=enc, net=net, history=history, fallback=fallback)
+        combination: dict[str, dict[str, float]] = {}
+        if (path / "combination.json").exists():
+            combination = json.loads((path / "combination.json").read_text())
+        elif (path / "fallback.json").exists():  # saved before combinations: one baseline each
+            old = json.loads((path / "fallback.json").read_text())
+            combination = {seg: {name: 1.0} for seg, name in old.items()}
+        return cls(config=config, encoder=enc, net=net, history=history, combination=combination)
 
 
 def _build_net(enc: DemandEncoder, cfg: DemandConfig) -> DemandNet:

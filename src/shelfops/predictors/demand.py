@@ -62,7 +62,7 @@ class DemandPredictor(RegistryPredictor[DemandModel]):
 
         Returns:
             ``(forecasts, source)``: ``(products, horizon, 4)`` point, P10, P50, P90 in units,
-            and ``model`` or the fallback baseline's name per product.
+            and what produced each product's forecast (``model``, a baseline or a combination).
         """
         o = pd.Timestamp(origin)
         o = o.tz_convert(None) if o.tzinfo is not None else o

@@ -264,16 +264,18 @@ def write_report(
             _metrics_table(d, DEMAND_METRICS),
             '<img src="demand_wrmsse.png">',
         ]
-        fallback = d.get("fallback") or {}
+        combination = d.get("combination") or {}
         parts.append(
-            "<p>Forecast by a baseline instead of the model (it beat the model there on "
-            "validation): "
+            "<p>Segments forecast by a combination of the network and baselines, or by a baseline "
+            "alone (weights fitted on validation): "
             + (
                 ", ".join(
-                    f"{html.escape(k)} products: {html.escape(v)}" for k, v in fallback.items()
+                    f"{html.escape(k)} products: "
+                    + html.escape(" + ".join(f"{w:.1f} {n}" for n, w in v.items()))
+                    for k, v in combination.items()
                 )
-                if fallback
-                else "no segment"
+                if combination
+                else "none, the network alone everywhere"
             )
             + ".</p>"
         )

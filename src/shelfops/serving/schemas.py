@@ -106,7 +106,9 @@ class ProductForecast(BaseModel):
 
     stock_code: str
     status: str = Field(description='"ok", or "no_data" when nothing is known of the product.')
-    source: str = Field(description='"model", or the baseline used as a fallback.')
+    source: str = Field(
+        description='"model", a baseline used as a fallback, or a combination ("model+ma13").'
+    )
     weeks: list[WeekForecast]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -12,7 +13,14 @@ from shelfops.evaluation.metrics import wrmsse_arrays
 from shelfops.evaluation.scoring import demand_eval_inputs, eval_products, score_demand
 from shelfops.features.definitions import DEMAND_SERVICE
 from shelfops.models.baselines import demand_baselines, wide_panel
-from shelfops.models.demand import SEGMENTS, DemandConfig, DemandModel, ValidScore, fit_demand
+from shelfops.models.demand import (
+    SEGMENTS,
+    DemandConfig,
+    DemandModel,
+    ValidScore,
+    fit_demand,
+    source_name,
+)
 from shelfops.training.context import WEEK, Context, Progress, demand_rows, feature_rows, utc
 
 
@@ -104,21 +112,25 @@ def train_demand(
         **demand_baselines(panel, valid_origin, valid_codes, h),
     }
     val = score_demand(forecasts, panel, valid_origin, h, cutoff, valid_codes)
-    segments = choose_fallback(forecasts, panel, valid_origin, h, cutoff)
+    segments = choose_combination(
+        forecasts, panel, valid_origin, h, cutoff, config.combine_with, config.combine_step
+    )
     model = fit_demand(
         rows, wide_all, features, cutoff, config, epochs=max(1, int(m1.history["best_epoch"]))
     )
     model.history["validation_best_epoch"] = m1.history["best_epoch"]
     model.history["valid_loss"] = m1.history["valid_loss"]
-    model.fallback = {k: v["choice"] for k, v in segments.items() if v["choice"] != "model"}
-    if model.fallback:
-        say(f"demand: baselines forecast the segments {model.fallback}")
+    model.combination = {k: v["weights"] for k, v in segments.items() if v["choice"] != "model"}
+    if model.combination:
+        said = ", ".join(f"{k}: {v['choice']}" for k, v in segments.items())
+        say(f"demand: forecasts per segment {said}")
     return model, {
         "validation": val,
         "validation_origin": str(valid_origin.date()),
         "training_rows": len(rows),
         "segments": segments,
         "fallback": model.fallback,
+        "combination": model.combination,
     }
 
 
@@ -134,21 +146,54 @@ def _wrmsse_score(panel: pd.DataFrame, origin: pd.Timestamp, codes: list[str]) -
     return score
 
 
-#: Fewest products a segment needs on validation before it may fall back to a baseline.
+#: Fewest products a segment needs on validation before it may leave the network alone.
 MIN_SEGMENT_PRODUCTS = 30
 
 
-def choose_fallback(
+def combination_grid(members: int, step: float) -> np.ndarray:
+    """Every weight vector over ``members`` forecasts on a simplex grid of ``step``.
+
+    Args:
+        members: Number of forecasts combined.
+        step: Grid step (e.g. 0.1: weights 0, 0.1, ..., 1).
+
+    Returns:
+        ``(combinations, members)`` non-negative weights, each row summing to 1, the first row
+        all on the first member.
+    """
+    k = max(1, round(1.0 / step))
+    rows = [c for c in itertools.product(range(k, -1, -1), repeat=members) if sum(c) == k]
+    return np.asarray(rows, dtype=float) / k
+
+
+def _aligned(
+    forecasts: dict[str, pd.DataFrame], codes: list[str], origin: pd.Timestamp, horizon: int
+) -> dict[str, np.ndarray]:
+    """Each forecaster's point forecasts as a ``(products, horizon)`` array in ``codes`` order."""
+    weeks = origin + np.arange(horizon) * WEEK
+    out = {}
+    for name, f in forecasts.items():
+        f = f.assign(stock_code=f["stock_code"].astype(str))
+        wide = f.pivot_table(index="stock_code", columns="week_start", values="forecast")
+        out[name] = np.nan_to_num(wide.reindex(index=codes, columns=weeks).to_numpy(float))
+    return out
+
+
+def choose_combination(
     forecasts: dict[str, pd.DataFrame],
     panel: pd.DataFrame,
     origin: pd.Timestamp,
     horizon: int,
     label_end: pd.Timestamp,
+    members: tuple[str, ...],
+    step: float = 0.1,
 ) -> dict[str, dict[str, Any]]:
-    """Per segment, the network or the baseline with the lowest validation WRMSSE.
+    """Per segment, the combination of the network and baselines with the lowest validation WRMSSE.
 
-    A segment with fewer than :data:`MIN_SEGMENT_PRODUCTS` products keeps the network (too few
-    to judge).
+    The weights are searched on a simplex grid (:func:`combination_grid`) over the network and
+    ``members``; a vertex is the network alone or one baseline alone (a fallback). Ties keep the
+    network. A segment with fewer than :data:`MIN_SEGMENT_PRODUCTS` products keeps the network
+    (too few to judge).
 
     Args:
         forecasts: ``{"model": network forecasts (with ``segment``), baseline: forecasts}``.
@@ -156,28 +201,60 @@ def choose_fallback(
         origin: The validation origin.
         horizon: Weeks scored.
         label_end: No week on or after it is scored.
+        members: Baselines the network may be combined with (keys of ``forecasts``).
+        step: Grid step of the weights.
 
     Returns:
-        ``{segment: {"products", "model", "best_baseline", "baseline", "choice"}}``.
+        ``{segment: {"products", "model", "best_baseline", "baseline", "weights", "combined",
+        "choice"}}``: validation WRMSSE of the network, the best baseline and the chosen
+        combination, whose ``weights`` are the ones to apply and ``choice`` its source name.
     """
-    model = forecasts["model"]
+    model = forecasts["model"].assign(stock_code=lambda f: f["stock_code"].astype(str))
+    seg_of = model.drop_duplicates("stock_code").set_index("stock_code")["segment"]
+    codes = sorted(seg_of.index)
+    names = ["model", *members]
+    arrays = _aligned({n: forecasts[n] for n in names}, codes, origin, horizon)
+    others = _aligned(
+        {k: v for k, v in forecasts.items() if k not in names}, codes, origin, horizon
+    )
+    weeks = origin + np.arange(horizon) * WEEK
+    act = panel[(panel["week_start"] >= origin) & (panel["week_start"] < label_end)]
+    act = act.assign(stock_code=act["stock_code"].astype(str))
+    y = np.nan_to_num(
+        act.pivot_table(index="stock_code", columns="week_start", values="units", aggfunc="sum")
+        .reindex(index=codes, columns=weeks)
+        .to_numpy(float)
+    )
+    mask = np.broadcast_to((weeks < label_end).astype(float), y.shape)
+    ev = demand_eval_inputs(panel, origin, codes)
+    scales = ev.scales.reindex(codes).to_numpy(float)
+    weights = ev.weights.reindex(codes).fillna(0.0).to_numpy(float)
+    stacked = np.stack([arrays[n] for n in names])  # (members, products, horizon)
+    grid = combination_grid(len(names), step)
+    segment = seg_of.reindex(codes).to_numpy()
     out: dict[str, dict[str, Any]] = {}
-    for segment in SEGMENTS:
-        codes = sorted(set(model.loc[model["segment"] == segment, "stock_code"].astype(str)))
-        if not codes:
+    for seg in SEGMENTS:
+        m = segment == seg
+        if not m.any():
             continue
-        subset = {
-            name: f[f["stock_code"].astype(str).isin(set(codes))] for name, f in forecasts.items()
+
+        def score(f: np.ndarray, m: np.ndarray = m) -> float:
+            return wrmsse_arrays(y[m], f, mask[m], scales[m], weights[m])
+
+        scores = np.array([score(np.tensordot(g, stacked[:, m], axes=1)) for g in grid])
+        base = {n: score(arrays[n][m]) for n in members} | {
+            n: score(a[m]) for n, a in others.items()
         }
-        scores = score_demand(subset, panel, origin, horizon, label_end, codes)
-        base = {k: v["wrmsse"] for k, v in scores.items() if k != "model"}
-        best = min(base, key=lambda k: base[k])
-        better = base[best] < scores["model"]["wrmsse"]
-        out[segment] = {
-            "products": len(codes),
-            "model": scores["model"]["wrmsse"],
-            "best_baseline": best,
-            "baseline": base[best],
-            "choice": best if better and len(codes) >= MIN_SEGMENT_PRODUCTS else "model",
+        best_base = min(base, key=lambda k: base[k])
+        pick = int(np.nanargmin(scores)) if int(m.sum()) >= MIN_SEGMENT_PRODUCTS else 0
+        chosen = {n: float(w) for n, w in zip(names, grid[pick], strict=True) if w > 0}
+        out[seg] = {
+            "products": int(m.sum()),
+            "model": float(scores[0]),
+            "best_baseline": best_base,
+            "baseline": base[best_base],
+            "weights": chosen,
+            "combined": float(scores[pick]),
+            "choice": source_name(chosen),
         }
     return out

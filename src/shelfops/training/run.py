@@ -96,6 +96,7 @@ def train_task(
             "early_stopping_origin": info["validation_origin"],
             "segments": info["segments"],
             "fallback": info["fallback"],
+            "combination": info["combination"],
             "horizon_weeks": horizon_weeks,
         }
         return TrainedTask(task, dmodel, per, extra, time.perf_counter() - t0)

@@ -104,10 +104,10 @@ def _sparse(n: int) -> np.ndarray:
     return np.array([3.0 if w % 5 == 0 else 0.0 for w in range(n)])
 
 
-def test_a_fallback_segment_is_forecast_by_its_baseline_and_says_so(
+def test_segment_combinations_blend_the_network_with_baselines_and_say_so(
     fake_source_cls: Any, make_panel: Any
 ) -> None:
-    """Rows of a segment handed to a baseline get that baseline's forecast and its name."""
+    """A fallback segment gets its baseline, a blended one the weighted sum; rows name them."""
     from shelfops.models.baselines import baseline_from_features
 
     units = {f"c{i}": np.full(90, 5.0) for i in range(8)}
@@ -116,7 +116,9 @@ def test_a_fallback_segment_is_forecast_by_its_baseline_and_says_so(
     source = fake_source_cls(panel)
     cutoff = pd.Timestamp("2022-01-03") + pd.Timedelta(weeks=80)
     model, test = _fit(panel, source, cutoff)
-    model.fallback = {"sparse": "ma13"}
+    alone = model.predict(test)
+    model.combination = {"sparse": {"ma13": 1.0}, "smooth": {"model": 0.7, "ma4": 0.3}}
+    assert model.fallback == {"sparse": "ma13"}
     fc = model.predict(test)
     sparse = fc[fc["stock_code"].str.startswith("s")]
     assert set(sparse["segment"]) == {"sparse"} and set(sparse["source"]) == {"ma13"}
@@ -125,44 +127,52 @@ def test_a_fallback_segment_is_forecast_by_its_baseline_and_says_so(
     got = sparse[sparse["stock_code"] == "s0"].sort_values("step")
     assert got["forecast"].to_numpy() == pytest.approx(want)
     assert (got["p10"] <= got["forecast"]).all() and (got["forecast"] <= got["p90"]).all()
-    smooth = fc[fc["stock_code"].str.startswith("c")]
-    assert set(smooth["source"]) == {"model"} and set(smooth["segment"]) == {"smooth"}
+    smooth = fc[fc["stock_code"] == "c0"].sort_values("step")
+    assert set(smooth["source"]) == {"model+ma4"} and set(smooth["segment"]) == {"smooth"}
+    net = alone[alone["stock_code"] == "c0"].sort_values("step")["forecast"].to_numpy()
+    ma4 = baseline_from_features("ma4", test[test["stock_code"] == "c0"].iloc[0].to_dict(), 8)
+    assert smooth["forecast"].to_numpy() == pytest.approx(0.7 * net + 0.3 * ma4, rel=1e-5)
 
 
-def test_choose_fallback_hands_a_segment_to_the_baseline_that_beat_the_model(
-    make_panel: Any,
-) -> None:
-    """Per segment, the lower validation WRMSSE wins; a small segment keeps the model."""
-    from shelfops.training.demand import choose_fallback
+def test_choose_combination_per_segment_on_validation(make_panel: Any) -> None:
+    """Per segment the lowest validation WRMSSE wins: network, baseline or blend; tiny keeps it."""
+    from shelfops.training.demand import choose_combination
 
     n = 60
     rng = np.random.default_rng(1)
     units = {f"c{i}": rng.poisson(8, n).astype(float) for i in range(35)}
     units |= {f"s{i}": _sparse(n) for i in range(35)}
     units |= {f"t{i}": rng.poisson(8, n).astype(float) for i in range(5)}  # tiny segment
+    units |= {f"i{i}": rng.poisson(8, n).astype(float) for i in range(35)}
     panel = make_panel(units)
     origin = pd.Timestamp("2022-01-03") + pd.Timedelta(weeks=n - 8)
     future = panel[panel["week_start"] >= origin].rename(columns={"units": "actual"})
-    segment = future["stock_code"].str[0].map({"c": "smooth", "s": "sparse", "t": "new"})
-    # The model is exact on smooth products and 3 units off on the others; the baseline is
-    # 1 unit off on smooth products and exact on the others (but "new" has only 5 products).
-    off_model = np.where(segment == "smooth", 0.0, 3.0)
-    off_base = np.where(segment == "smooth", 1.0, 0.0)
+    first = future["stock_code"].str[0]
+    segment = first.map({"c": "smooth", "s": "sparse", "t": "new", "i": "intermittent"})
+    # The model is exact on smooth products and 3 units off on sparse and new ones; the baseline
+    # is 1 unit off on smooth products and exact on the others. On "intermittent" the model is
+    # 2 units over and the baseline 2 units under: their even blend is exact.
+    off_model = first.map({"c": 0.0, "s": 3.0, "t": 3.0, "i": 2.0}).to_numpy()
+    off_base = first.map({"c": 1.0, "s": 0.0, "t": 0.0, "i": -2.0}).to_numpy()
     model = future.assign(forecast=future["actual"] + off_model, segment=segment)
     base = future.assign(forecast=future["actual"] + off_base)
     keep = ["stock_code", "week_start", "forecast"]
-    out = choose_fallback(
+    out = choose_combination(
         {"model": model[[*keep, "segment"]], "ma4": base[keep]},
         panel,
         origin,
         8,
         origin + pd.Timedelta(weeks=8),
+        members=("ma4",),
     )
     assert {k: v["choice"] for k, v in out.items()} == {
         "smooth": "model",
         "sparse": "ma4",
         "new": "model",
+        "intermittent": "model+ma4",
     }
+    assert out["intermittent"]["weights"] == pytest.approx({"model": 0.5, "ma4": 0.5})
+    assert out["intermittent"]["combined"] == pytest.approx(0.0, abs=1e-9)
     assert out["sparse"]["products"] == 35 and out["new"]["products"] == 5
 
 
