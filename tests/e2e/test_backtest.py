@@ -33,6 +33,9 @@ def test_backtest_json_shape_and_model_beats_baselines(tmp_path: Path) -> None:
         assert task["model"][metric] == pytest.approx(mean)
     assert set(d["segments"]) <= {"new", "smooth", "intermittent", "sparse"}
     assert set(d["fallback"].values()) <= {"naive", "seasonal_naive", "ma4", "ma13"}
+    for weights in d["combination"].values():  # fitted on validation per segment
+        assert set(weights) <= {"model", "ma4", "ma13"}
+        assert sum(weights.values()) == pytest.approx(1.0)
     for key in ("wape", "rmsse", "wrmsse", "bias", "coverage_p10_p90"):
         assert isinstance(d["model"][key], float)
     for key in (

