@@ -61,9 +61,11 @@ def train_demand(
 
     Phase 1 trains on labels before ``cutoff - H`` weeks and early-stops on the forecast made at
     that validation origin; phase 2 refits on all labels before ``cutoff`` for the best epoch
-    count. On the validation window, each demand segment whose best baseline beat phase 1 is
-    handed to that baseline in the returned model (:func:`choose_fallback`); the gate then
-    scores the model with its fallbacks on later origins, never on this window.
+    count. On the validation window (labels before ``cutoff`` only), each demand segment gets
+    the combination of phase 1 and the baselines with the lowest WRMSSE
+    (:func:`choose_combination`; a fallback is the weight 1 on one baseline), applied to the
+    refitted network; the gate then scores the model with its combinations on later origins,
+    never on this window.
 
     Args:
         ctx: Data context.

@@ -176,6 +176,34 @@ def test_choose_combination_per_segment_on_validation(make_panel: Any) -> None:
     assert out["sparse"]["products"] == 35 and out["new"]["products"] == 5
 
 
+def test_choose_combination_reads_nothing_on_or_after_the_label_end(make_panel: Any) -> None:
+    """Sales and forecasts from the label end on cannot move the weights or their scores."""
+    from shelfops.training.demand import choose_combination
+
+    n = 60
+    rng = np.random.default_rng(2)
+    units = {f"c{i}": rng.poisson(8, n).astype(float) for i in range(40)}
+    panel = make_panel(units)
+    origin = pd.Timestamp("2022-01-03") + pd.Timedelta(weeks=n - 8)
+    label_end = origin + pd.Timedelta(weeks=4)
+    future = panel[panel["week_start"] >= origin]
+    keep = ["stock_code", "week_start", "forecast"]
+    model = future.assign(forecast=future["units"] + 2.0, segment="smooth")[[*keep, "segment"]]
+    base = future.assign(forecast=future["units"] - 2.0)[keep]
+
+    def choose(p: pd.DataFrame, m: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
+        return choose_combination({"model": m, "ma4": b}, p, origin, 8, label_end, members=("ma4",))
+
+    out = choose(panel, model, base)
+    late = panel["week_start"] >= label_end
+    moved = panel.assign(units=np.where(late, panel["units"] * 10 + 50, panel["units"]))
+    late_m, late_b = model["week_start"] >= label_end, base["week_start"] >= label_end
+    m2 = model.assign(forecast=np.where(late_m, 0.0, model["forecast"]))
+    b2 = base.assign(forecast=np.where(late_b, 999.0, base["forecast"]))
+    assert choose(moved, m2, b2) == out
+    assert out["smooth"]["weights"] == pytest.approx({"model": 0.5, "ma4": 0.5})
+
+
 def test_training_origins_need_history_and_recent_sales() -> None:
     """No origin within 13 weeks of the data start; a product unsold for 13 weeks drops out."""
     from shelfops.training.demand import training_origins
