@@ -204,16 +204,20 @@ class DemandServer(ModelServer):
                     k: v[i] for k, v in columns.items()
                 }
         by_code: dict[str, list[dict[str, Any]]] = {}
+        source_of: dict[str, str] = {}
         if known:
             with self.compute:
-                out, _ = self.predictor.forecast(columns, origin)
+                out, source = self.predictor.forecast(columns, origin)
             h = len(weeks)
             cube = out[:, :h, 1:4].astype(np.float64)  # P10, P50, P90 per product and week
             width = (cube[:, :, 2] - cube[:, :, 0]) / np.maximum(cube[:, :, 1], 1.0)
             confidence = self.metrics.prediction_confidence.labels(self.name, self.version)
             for value in (1.0 / (1.0 + width)).mean(axis=1).tolist():  # one per product
                 confidence.observe(value)
-            for code, product in zip(columns["stock_code"], cube.tolist(), strict=True):
+            for code, product, src in zip(
+                columns["stock_code"], cube.tolist(), source.tolist(), strict=True
+            ):
+                source_of[str(code)] = str(src)  # model, a baseline or a combination
                 by_code[str(code)] = [
                     {"week_start": w, "p10": a, "p50": b, "p90": c}
                     for w, (a, b, c) in zip(weeks, product, strict=True)
@@ -221,7 +225,7 @@ class DemandServer(ModelServer):
         return [
             # one validation of plain values per product: faster than building week objects
             ProductForecast.model_validate(
-                {"stock_code": c, "status": "ok", "source": "model", "weeks": by_code[c]}
+                {"stock_code": c, "status": "ok", "source": source_of[c], "weeks": by_code[c]}
             )
             if c in by_code
             else ProductForecast(stock_code=c, status="no_data", source="none", weeks=[])

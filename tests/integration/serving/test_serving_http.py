@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tests.integration.serving.servers import load_server
 
+from shelfops.models.demand import source_name
 from shelfops.serving.app import create_app
 from shelfops.serving.demand import DemandServer
 from shelfops.serving.headers import SYNTHETIC
@@ -144,7 +145,7 @@ def test_rules_file_changes_behaviour_without_code(trained_home: Settings, tmp_p
 
 
 def test_forecast_gives_ordered_quantiles_per_week(
-    demand_client: TestClient, trained_home: Settings
+    demand_client: TestClient, demand_server: DemandServer, trained_home: Settings
 ) -> None:
     """P10 <= P50 <= P90 for each requested week; unknown products are flagged, not guessed."""
     codes = catalogue(trained_home).query("not discontinued").index[:3].tolist()
@@ -154,9 +155,12 @@ def test_forecast_gives_ordered_quantiles_per_week(
     assert not body["degraded"]
     by_code = {f["stock_code"]: f for f in body["forecasts"]}
     assert by_code["NO-SUCH-SKU"]["status"] == "no_data"
+    combination = demand_server.predictor.model.combination
+    named = {"model"} | {source_name(w) for w in combination.values()}
     for code in codes:
         weeks = by_code[code]["weeks"]
-        assert by_code[code]["source"] == "model" and len(weeks) == 4
+        assert by_code[code]["source"] in named  # the network or its segment's combination
+        assert len(weeks) == 4
         for w in weeks:
             assert 0 <= w["p10"] <= w["p50"] <= w["p90"]
         starts = pd.to_datetime([w["week_start"] for w in weeks])
@@ -309,6 +313,31 @@ def test_demand_server_has_a_baseline_for_every_product_it_has_seen(
     """The fallback was warmed from the offline table and names the gate's best baseline."""
     assert demand_server.last_seen
     assert demand_server.fallback in {"naive", "seasonal_naive", "ma4", "ma13"}
+
+
+def test_served_forecasts_name_the_combination_that_produced_them(
+    demand_server: DemandServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each served product says what the model's per-segment combination made of it."""
+    from shelfops.serving.demand import this_monday
+
+    model = demand_server.predictor.model
+    every = {"model": 0.5, "ma13": 0.5}, {"ma4": 1.0}, {"model": 0.7, "ma4": 0.3}, {"ma13": 1.0}
+    combination = dict(zip(("smooth", "intermittent", "sparse", "new"), every, strict=True))
+    monkeypatch.setattr(model, "combination", combination)
+    codes = sorted(demand_server.last_seen)[:40]
+    rows = {
+        k: [demand_server.last_seen[c][k] for c in codes] for k in demand_server.last_seen[codes[0]]
+    }
+    origin = this_monday()
+    weeks = [str((origin + pd.Timedelta(weeks=s)).date()) for s in range(3)]
+    served = demand_server._model_forecasts(rows, codes, origin, weeks)
+    want, source = demand_server.predictor.forecast(rows, origin)
+    assert [f.source for f in served] == source.tolist()
+    assert set(source.tolist()) <= {"model+ma13", "ma4", "model+ma4", "ma13", "model"}
+    assert len(set(source.tolist())) > 1
+    for f, w in zip(served, want, strict=True):
+        assert [x.p50 for x in f.weeks] == pytest.approx(w[:3, 2].tolist(), rel=1e-6)
 
 
 def test_monitored_server_logs_predictions_and_records_feedback(
