@@ -214,6 +214,34 @@ class ItemStats:
         order = np.lexsort((-self.pop4, -self.trials))
         return order[self.recommendable[order] & (self.trials[order] > 0)]
 
+    @cached_property
+    def popular_reasons(self) -> list[str]:
+        """Each item's reason as a popularity pick ("trending in X" or "popular in X")."""
+        out = []
+        for j, cat in enumerate(self.category):
+            where = f"in {cat}" if cat and cat != "Unknown" else "in the shop"
+            trend = float(np.log((self.pop4[j] + 1) / (self.pop13[j] / 3.25 + 1)))
+            out.append(
+                f"trending {where} this month" if trend > 0.2 else f"popular {where} this month"
+            )
+        return out
+
+    @cached_property
+    def item_reasons(self) -> tuple[list[str], list[str]]:
+        """Per item, worded once: its reason without a personal signal, and its shown name.
+
+        The reason is "a hidden gem" for an item most triers buy again, else its popularity
+        reason; the name is what a co-purchase reason shows ("often bought with <name>").
+        """
+        fallback = [
+            "a hidden gem: most people who try it buy it again"
+            if float(self.repeat_rate[j]) > 0.3
+            else self.popular_reasons[j]
+            for j in range(len(self.items))
+        ]
+        names = [(self.description[j] or self.items[j]).title() for j in range(len(self.items))]
+        return fallback, names
+
     def popular_order(self) -> np.ndarray:
         """Recommendable item rows by recent popularity (4 weeks, then 52 weeks)."""
         return self._popular
@@ -602,21 +630,32 @@ def build_candidates(
     k_co = min(config.co_candidates, n_items)
     co_rank = np.arange(len(u_row)) - np.searchsorted(u_row, u_row, side="left")
     top_co = co_rank < k_co
-    co_top_rows = np.split(u_item[top_co], np.searchsorted(u_row[top_co], np.arange(1, n)))
+    co_items = u_item[top_co].tolist()
+    co_bounds = [0, *np.searchsorted(u_row[top_co], np.arange(1, n)).tolist(), len(co_items)]
     popular = [
         *stats.popular_order()[: config.popular_candidates].tolist(),
         *stats.trial_order[: config.trial_candidates].tolist(),
     ]
-    cand_lists: list[list[int]] = []
-    for r in range(n):
-        # own items, then co-purchase, then popular; first occurrence wins; recommendable only
-        own = hist[r][valid_h[r]].tolist()
-        ordered = np.fromiter(dict.fromkeys(own + co_top_rows[r].tolist() + popular), np.int64)
-        cand_lists.append(ordered[rec[ordered]].tolist() if len(ordered) else [])
-    c = max((len(x) for x in cand_lists), default=1) or 1
+    # own items, then co-purchase, then popular; first occurrence wins; recommendable only.
+    # Co-purchase and popular items are recommendable already, so only own items are filtered
+    # (before the de-duplication: the same lists, with plain Python per row).
+    own_rows = np.where(valid_h & rec[np.maximum(hist, 0)], hist, -1).tolist()
+    cand_lists = [
+        list(
+            dict.fromkeys(
+                [j for j in own_rows[r] if j >= 0]
+                + co_items[co_bounds[r] : co_bounds[r + 1]]
+                + popular
+            )
+        )
+        for r in range(n)
+    ]
+    lengths = np.fromiter((len(x) for x in cand_lists), np.int64, n)
+    c = int(lengths.max(initial=0)) or 1
     items = np.full((n, c), -1, np.int64)
-    for r, cl in enumerate(cand_lists):
-        items[r, : len(cl)] = cl
+    flat = np.fromiter((j for x in cand_lists for j in x), np.int64, int(lengths.sum()))
+    at_row = np.repeat(np.arange(n), lengths)
+    items[at_row, np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = flat
     mask = items >= 0
     safe = np.maximum(items, 0)
 
@@ -1022,39 +1061,52 @@ class RecsModel:
 
     def popular_reason(self, j: int) -> str:
         """The reason shown with a popularity pick (item row ``j``)."""
-        cat = self.stats.category[j]
-        where = f"in {cat}" if cat and cat != "Unknown" else "in the shop"
-        trend = float(np.log((self.stats.pop4[j] + 1) / (self.stats.pop13[j] / 3.25 + 1)))
-        return f"trending {where} this month" if trend > 0.2 else f"popular {where} this month"
+        return self.stats.popular_reasons[j]
 
-    def ranked_reason(self, ranked: Ranked, r: int, i: int) -> str:
-        """The reason for the ``i``-th item of row ``r`` of a :meth:`rank` answer."""
-        return self._reason(ranked.arrays, r, int(ranked.column[r, i]))
+    def ranked_reasons(
+        self, ranked: Ranked, rows: Sequence[int], ranks: Sequence[int]
+    ) -> list[str]:
+        """The reasons for the ``ranks[n]``-th item of row ``rows[n]`` of a :meth:`rank` answer."""
+        r = np.asarray(rows, np.int64)
+        return self._reasons(ranked.arrays, r, ranked.column[r, np.asarray(ranks, np.int64)])
 
     def _reason(self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], r: int, ci: int) -> str:
         """Why item ``ci`` of customer ``r``; ``arrays`` are the batch's items, feats, co_source."""
+        return self._reasons(arrays, np.asarray([r]), np.asarray([ci]))[0]
+
+    def _reasons(
+        self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], r: np.ndarray, ci: np.ndarray
+    ) -> list[str]:
+        """Why item ``ci[i]`` of customer ``r[i]``, for each ``i`` (one array pass, then words).
+
+        Own items: bought on most visits, about every N visits, or N weeks ago; else the
+        co-purchase source when its pull is strong; else the item's own reason (a repeat-buy
+        favourite, or popular / trending).
+        """
         items, feats, co_source = arrays
-        f = feats[r, ci]
-        count = float(np.expm1(float(f[1])))
-        j = int(items[r, ci])
-        if float(f[0]) > 0:
-            days = float(np.expm1(float(f[2])))
-            if count >= 2:
-                inv = float(np.expm1(float(f[14])))
-                gap_weeks = max(1, round((days + 1) / 7)) if count < 2 else None
-                every = max(1.0, inv / count)
-                if every <= 1.5:
-                    return "you buy this on most visits"
-                del gap_weeks
-                return f"you buy this about every {every:.0f} visits"
-            return f"you bought this {max(1, round(days / 7))} weeks ago"
-        src = int(co_source[r, ci])
-        if src >= 0 and float(f[12]) > 0.05:
-            name = self.stats.description[src] or self.stats.items[src]
-            return f"often bought with {name.title()}"
-        if float(self.stats.repeat_rate[j]) > 0.3:
-            return "a hidden gem: most people who try it buy it again"
-        return self.popular_reason(j)
+        f = feats[r, ci].astype(np.float64)  # (m, F), each value as float(...) reads it
+        x = np.expm1(f[:, [1, 2, 14]]).tolist()  # count, days since, invoices
+        own = (f[:, 0] > 0).tolist()
+        strong = (f[:, 12] > 0.05).tolist()
+        src = co_source[r, ci].tolist()
+        rows = items[r, ci].tolist()
+        fallback, names = self.stats.item_reasons
+        out = []
+        for (count, days, inv), mine, pull, s, j in zip(x, own, strong, src, rows, strict=True):
+            if mine:
+                if count >= 2:
+                    every = max(1.0, inv / count)
+                    if every <= 1.5:
+                        out.append("you buy this on most visits")
+                    else:
+                        out.append(f"you buy this about every {every:.0f} visits")
+                else:
+                    out.append(f"you bought this {max(1, round(days / 7))} weeks ago")
+            elif s >= 0 and pull:
+                out.append(f"often bought with {names[s]}")
+            else:
+                out.append(fallback[j])
+        return out
 
     def save(self, path: Path) -> None:
         """Write ``config.json``, ``state.json`` (item statistics) and ``weights.pt``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -55,9 +56,9 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
         """
         return self.model.rank(rows, k, self.model.now_seconds(now))
 
-    def reason(self, ranked: Ranked, r: int, i: int) -> str:
-        """The reason for the ``i``-th ranked item of row ``r`` of :meth:`rank`'s answer."""
-        return self.model.ranked_reason(ranked, r, i)
+    def reasons(self, ranked: Ranked, rows: Sequence[int], ranks: Sequence[int]) -> list[str]:
+        """The reasons for the ``ranks[n]``-th item of row ``rows[n]`` of :meth:`rank`'s answer."""
+        return self.model.ranked_reasons(ranked, rows, ranks)
 
     def predict(
         self,

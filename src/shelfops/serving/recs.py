@@ -19,6 +19,7 @@ the same rules, marked ``degraded`` and counted; the request does not fail.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -102,10 +103,6 @@ def personal_pool(k: int, n_items: int, serving: ServingSettings) -> int:
     return min(n_items, k + serving.rule_headroom)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 @dataclass
 class CustomerState:
     """What the online store said about one customer."""
@@ -134,6 +131,8 @@ class RecsServer(ModelServer):
         self._popular_rows = np.asarray(self.popular, np.int64)
         self._index = {code: j for j, code in enumerate(self.items)}
         self._categories = np.asarray(stats.category, dtype=object)
+        self._descriptions: list[str] = [d or "" for d in stats.description]
+        self._category_names: list[str] = [c or "Unknown" for c in stats.category]
         self._mask_cache: tuple[MerchRules, dict[str, CatalogEntry], RuleMasks] | None = None
         rules_path = serving_rules_path(self.settings, self.serving)
         self.rules = (
@@ -444,16 +443,19 @@ class RecsServer(ModelServer):
             n_kept = np.minimum(kept.sum(axis=1), k).tolist()
             order_l, items_l = order.tolist(), items.tolist()
             final_l, boosted_l = final.tolist(), boosted.tolist()
-            model = self.predictor.model
+            at_r = [r for r in range(len(personal)) for _ in range(n_kept[r])]
+            at_c = [c for r in range(len(personal)) for c in order_l[r][: n_kept[r]]]
+            reasons = iter(self.predictor.reasons(ranked, at_r, at_c))  # served items only
+            codes, descriptions, categories = self.items, self._descriptions, self._category_names
             for r, i in enumerate(personal):
                 row_items = items_l[r]
                 out = [
                     RecommendedItem(
-                        stock_code=self.items[j],
-                        description=model.stats.description[j] or "",
-                        category=model.stats.category[j] or "Unknown",
+                        stock_code=codes[j],
+                        description=descriptions[j],
+                        category=categories[j],
                         score=final_l[r][c],
-                        reason=self.predictor.reason(ranked, r, c),
+                        reason=next(reasons),
                         boosted=boosted_l[r][c],
                         source="personal",
                     )
@@ -509,10 +511,12 @@ class RecsServer(ModelServer):
         rid: str,
         explain: bool,
     ) -> RecommendResponse:
-        scores = np.asarray([i.score for i in items if i.score is not None], np.float64)
-        if len(scores):
-            confidence = float(np.mean(_sigmoid(scores)))
-            self.metrics.prediction_confidence.labels(self.name, self.version).observe(confidence)
+        scores = [i.score for i in items if i.score is not None]
+        if scores:
+            # mean sigmoid of the served scores, in plain floats (a few items: numpy's per-call
+            # cost was most of it); exp is capped where the sigmoid is 0 to double precision
+            confidence = sum(1.0 / (1.0 + math.exp(min(-s, 700.0))) for s in scores) / len(scores)
+            self._confidence_metric().observe(confidence)
         return RecommendResponse(
             request_id=rid,
             customer_id=state.customer_id,
@@ -523,6 +527,15 @@ class RecsServer(ModelServer):
             items=items,
             removed=removed if explain else None,
         )
+
+    def _confidence_metric(self) -> Any:
+        """The confidence histogram's series for this model version (labels resolved once)."""
+        key = (self.metrics, self.version)
+        cached = self.__dict__.get("_confidence_series")
+        if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1]:
+            series = self.metrics.prediction_confidence.labels(self.name, self.version)
+            self.__dict__["_confidence_series"] = cached = (key, series)
+        return cached[1]
 
     def _removals(self, rows: list[int], affinity: float) -> list[Removal]:
         """What the rules say about items they removed (worded by :func:`check`)."""
