@@ -979,10 +979,11 @@ class RecsModel:
         top_index = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
         # numpy views once: element reads from tensors cost microseconds each
         arrays = (batch.items.numpy(), batch.feats.numpy(), batch.co_source.numpy())
+        at_row = np.arange(len(scores))[:, None]  # take_along_axis's gather, without its checks
         return Ranked(
             customer_ids=batch.customer_ids,
-            items=np.take_along_axis(arrays[0], top_index, 1),
-            scores=np.take_along_axis(scores, top_index, 1),
+            items=arrays[0][at_row, top_index],
+            scores=scores[at_row, top_index],
             column=top_index,
             arrays=arrays,
         )
