@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import kserve
-from kserve.protocol.infer_type import InferRequest, InferResponse
+import numpy as np
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from shelfops.registry import RECS_MODEL
-from shelfops.serving.app import _v2_recs_infer
+from shelfops.serving.app import v2_inputs, v2_recs_infer
 from shelfops.serving.recs import RecsServer
 from shelfops.settings import ServingSettings, Settings
 
@@ -45,10 +46,24 @@ class RecsKServeModel(kserve.Model):  # type: ignore[misc]
     def predict(
         self, payload: InferRequest, headers: dict[str, str] | None = None, **_: Any
     ) -> InferResponse:
-        """V2 inference: the same function ShelfOps' own V2 route calls."""
+        """V2 inference: the same function ShelfOps' own V2 route calls, in kserve's types."""
         assert self.server is not None
-        response, _degraded = _v2_recs_infer(self.server, payload, synthetic=True)
-        return response
+        answer = v2_recs_infer(self.server, v2_inputs(payload), payload.id, synthetic=True)
+        return InferResponse(
+            response_id=answer.request_id,
+            model_name=self.name,
+            model_version=self.server.version,
+            infer_outputs=[
+                InferOutput(
+                    t.name,
+                    t.shape,
+                    t.datatype,
+                    data=t.data.reshape(t.shape) if isinstance(t.data, np.ndarray) else t.data,
+                )
+                for t in answer.outputs
+            ],
+            parameters={"degraded": answer.degraded},
+        )
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -64,60 +65,98 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-V2_TENSOR: dict[str, Any] = {
+V2_MAX_DIMS = 2
+"""Most dimensions of one V2 input tensor (both models read vectors); more is a 400."""
+V2_DATATYPES: tuple[str, ...] = (
+    "BOOL",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+)
+V2_DATATYPES += ("FP32", "FP64", "BYTES")
+_V2_SCALAR: dict[str, Any] = {
+    "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+}
+_V2_PARAMETERS: dict[str, Any] = {
     "type": "object",
-    "required": ["name", "shape", "datatype", "data"],
-    "properties": {
-        "name": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "datatype": {
-            "type": "string",
-            "enum": [
-                "BOOL",
-                "INT8",
-                "INT16",
-                "INT32",
-                "INT64",
-                "UINT8",
-                "UINT16",
-                "UINT32",
-                "UINT64",
-                "FP32",
-                "FP64",
-                "BYTES",
-            ],
-        },
-        "parameters": {"type": "object"},
-        "data": {"type": "array"},
-    },
+    "additionalProperties": _V2_SCALAR,
+    "description": "V2 parameters: each value a string, number or boolean.",
 }
-V2_REQUEST: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["inputs"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "parameters": {"type": "object"},
-                        "inputs": {"type": "array", "items": V2_TENSOR},
-                        "outputs": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {"name": {"type": "string"}},
-                            },
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
-"""The V2 inference request in OpenAPI (the route reads the raw body; FastAPI cannot infer it)."""
+
+
+@dataclass(frozen=True)
+class V2Limits:
+    """What the V2 route of one server accepts; documented in OpenAPI and enforced with a 4xx.
+
+    Attributes:
+        inputs: The input tensor names the model reads (its V2 metadata); others are a 422.
+        outputs: The output tensor names it returns; asking for another is a 422.
+        max_batch: Most values in one tensor (``SHELFOPS_SERVING_MAX_BATCH``); more is a 413.
+    """
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    max_batch: int
+
+    @classmethod
+    def of(cls, server: ModelServer) -> V2Limits:
+        """The limits of ``server``, read from its V2 metadata and serving settings."""
+        meta = server.v2_metadata()
+        return cls(
+            inputs=tuple(t["name"] for t in meta["inputs"]),
+            outputs=tuple(t["name"] for t in meta["outputs"]),
+            max_batch=server.serving.max_batch,
+        )
+
+    def openapi(self) -> dict[str, Any]:
+        """The V2 inference request body in OpenAPI (the route reads the raw body).
+
+        Tensors named as the model's metadata names them, each name at most once, at most
+        :data:`V2_MAX_DIMS` dimensions and ``max_batch`` values, data flattened in row-major
+        order (nested lists are accepted too), parameter values scalars as the protocol says.
+        """
+        tensor = {
+            "type": "object",
+            "required": ["name", "shape", "datatype", "data"],
+            "properties": {
+                "name": {"type": "string", "enum": list(self.inputs)},
+                "shape": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 0},
+                    "maxItems": V2_MAX_DIMS,
+                },
+                "datatype": {"type": "string", "enum": list(V2_DATATYPES)},
+                "parameters": _V2_PARAMETERS,
+                "data": {"type": "array", "items": _V2_SCALAR, "maxItems": self.max_batch},
+            },
+        }
+        output = {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "enum": list(self.outputs)},
+                "parameters": _V2_PARAMETERS,
+            },
+        }
+        body = {
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "id": {"type": "string"},
+                "parameters": _V2_PARAMETERS,
+                "inputs": {"type": "array", "items": tensor, "maxItems": len(self.inputs)},
+                "outputs": {"type": "array", "items": output, "maxItems": len(self.outputs)},
+            },
+        }
+        return {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}}
+        }
+
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -148,16 +187,6 @@ def untraced_paths(name: str) -> str:
 def is_synthetic(request: Request) -> bool:
     """Whether a request carries the synthetic-traffic marker (see :data:`SYNTHETIC_HEADER`)."""
     return request.headers.get(SYNTHETIC_HEADER, "").lower() in ("1", "true", "yes")
-
-
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response encoded by orjson (numpy arrays included)."""
-    return Response(
-        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
 
 
 async def _predict(server: ModelServer, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -252,66 +281,162 @@ class _Observe:
 _V2_SCALARS = (str, int, float, bool)
 
 
-def _check_v2_shape(header: bytes) -> None:
-    """Check the JSON part of a V2 request before kserve parses it (it trusts the structure).
+def _scalar_parameters(value: Any, where: str) -> None:
+    """Check a V2 ``parameters`` object: scalar values only (the protocol's rule)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}'parameters' must be an object")
+    for key, item in value.items():
+        if not isinstance(item, _V2_SCALARS):
+            raise ValueError(f"{where}parameter {key!r} must be a string, number or boolean")
+
+
+def _named_once(items: list[Any], known: tuple[str, ...], kind: str) -> None:
+    """Each tensor name is one the model knows, and appears once (a 422 otherwise)."""
+    seen: set[str] = set()
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise ValueError(f"every {kind} needs a string 'name'")
+        if name not in known:
+            raise BadRequest(f"unknown {kind} {name!r}; this model has {', '.join(known)}")
+        if name in seen:
+            raise BadRequest(f"{kind} {name!r} appears more than once")
+        seen.add(name)
+
+
+def _check_v2_shape(header: bytes, limits: V2Limits) -> tuple[str | None, V2Inputs | None]:
+    """Parse and check the JSON part of a V2 request (kserve's parser trusts the structure).
+
+    Returns:
+        The request ``id`` and the inputs (``None`` when a tensor's data follows the JSON part
+        in the binary extension: kserve parses that request).
 
     Raises:
-        ValueError: Not an object with a list of named tensors whose data fits their shape.
+        BadRequest: An unknown or repeated tensor name (422), or a tensor with more than
+            ``limits.max_batch`` values (413).
+        ValueError: Not an object with a list of named tensors whose data fits their shape,
+            as :meth:`V2Limits.openapi` documents (a 400).
     """
-    import orjson
-
     doc = orjson.loads(header)
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise ValueError("the body must be a JSON object with an 'inputs' list")
-    if "parameters" in doc and not isinstance(doc["parameters"], dict):
-        raise ValueError("'parameters' must be an object")
+    if "parameters" in doc:
+        _scalar_parameters(doc["parameters"], "")
     if "id" in doc and not isinstance(doc["id"], str):
         raise ValueError("'id' must be a string")
-    for i, tensor in enumerate(doc["inputs"]):
-        if not isinstance(tensor, dict):
-            raise ValueError(f"inputs[{i}] must be an object with name, shape, datatype, data")
-        name, shape = tensor.get("name"), tensor.get("shape")
-        if not isinstance(name, str) or not isinstance(tensor.get("datatype"), str):
-            raise ValueError(f"inputs[{i}] needs a string 'name' and 'datatype'")
+    outputs = doc.get("outputs", [])
+    if not isinstance(outputs, list):
+        raise ValueError("'outputs' must be a list of objects with a 'name'")
+    _named_once(outputs, limits.outputs, "output")
+    for output in outputs:
+        if "parameters" in output:
+            _scalar_parameters(output["parameters"], f"output {output['name']!r}: ")
+    _named_once(doc["inputs"], limits.inputs, "input")
+    inputs: V2Inputs | None = {}
+    for tensor in doc["inputs"]:
+        name, shape = tensor["name"], tensor.get("shape")
+        if not isinstance(tensor.get("datatype"), str):
+            raise ValueError(f"input {name!r} needs a string 'datatype'")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise ValueError(f"input {name!r}: 'shape' must be a list of non-negative integers")
-        if "parameters" in tensor and not isinstance(tensor["parameters"], dict):
-            raise ValueError(f"input {name!r}: 'parameters' must be an object")
+        if len(shape) > V2_MAX_DIMS:
+            raise ValueError(f"input {name!r}: at most {V2_MAX_DIMS} dimensions, got {shape}")
+        if "parameters" in tensor:
+            _scalar_parameters(tensor["parameters"], f"input {name!r}: ")
         data = tensor.get("data")
         if data is None:
-            continue  # binary extension: kserve checks binary_data_size
+            inputs = None  # binary extension: kserve checks binary_data_size
+            continue
         flat = np.ravel(np.asarray(data, dtype=object)) if isinstance(data, list) else None
         if flat is None or not all(isinstance(v, _V2_SCALARS) for v in flat):
             raise ValueError(f"input {name!r}: 'data' must be a (nested) list of scalars")
+        if len(flat) > limits.max_batch:
+            raise BadRequest(f"input {name!r}: {len(flat)} values, at most {limits.max_batch}", 413)
         if len(flat) != int(np.prod(shape)):
             raise ValueError(f"input {name!r}: {len(flat)} values do not fit shape {shape}")
+        if inputs is not None:
+            inputs[name] = flat.tolist()
+    return doc.get("id"), inputs
 
 
-def _strings(infer: Any, name: str) -> list[str]:
+V2Inputs = dict[str, list[Any]]
+"""The input tensors of one V2 request: name to its values, flattened in row-major order."""
+
+
+@dataclass(frozen=True)
+class V2Tensor:
+    """One output tensor of a V2 response (``data`` flattened in row-major order)."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any] | np.ndarray
+
+
+@dataclass(frozen=True)
+class V2Answer:
+    """What a V2 handler returns: the response's tensors, its id and whether it is degraded."""
+
+    request_id: str
+    outputs: list[V2Tensor]
+    degraded: bool
+
+    def to_json(self, model_name: str, model_version: str) -> bytes:
+        """The V2 REST response document, encoded once by orjson (numpy data included)."""
+        return orjson.dumps(
+            {
+                "model_name": model_name,
+                "model_version": model_version,
+                "id": self.request_id,
+                "parameters": {"degraded": self.degraded},
+                "outputs": [
+                    {"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": t.data}
+                    for t in self.outputs
+                ],
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+
+def _strings(inputs: V2Inputs, name: str) -> list[str]:
     """The values of a required BYTES input, as text."""
-    tensor = infer.get_input_by_name(name)
-    if tensor is None:
+    values = inputs.get(name)
+    if values is None:
         raise BadRequest(f"the V2 request needs an input named {name!r} (BYTES, shape [n])")
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(tensor.data)]
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _one_int(infer: Any, name: str, default: int) -> int:
+def _one_int(inputs: V2Inputs, name: str, default: int) -> int:
     """An optional input holding exactly one integer."""
-    tensor = infer.get_input_by_name(name)
-    if tensor is None:
+    values = inputs.get(name)
+    if values is None:
         return default
-    values = np.ravel(tensor.data)
-    if len(values) != 1 or not float(values[0]).is_integer():
+    value = values[0] if len(values) == 1 else None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
         raise BadRequest(f"{name!r} must be one integer")
-    return int(values[0])
+    return value
 
 
-def _v2_recs_infer(server: Any, infer: Any, synthetic: bool) -> Any:
-    from kserve.protocol.infer_type import InferOutput, InferResponse
+def v2_inputs(infer: Any) -> V2Inputs:
+    """The inputs of a parsed kserve ``InferRequest`` (binary extension, the stock peer)."""
+    return {t.name: np.ravel(t.data).tolist() for t in infer.inputs}
 
-    ids = _strings(infer, "customer_id")
+
+def v2_recs_infer(
+    server: Any, inputs: V2Inputs, request_id: str | None, synthetic: bool
+) -> V2Answer:
+    """Recommendations for a V2 request: one row of k items per ``customer_id`` value.
+
+    Raises:
+        BadRequest: Missing or bad ``customer_id`` or ``k`` (the message says which).
+    """
+    ids = _strings(inputs, "customer_id")
     if not ids or len(ids) > server.serving.max_batch:
         raise BadRequest(
             f"'customer_id' must hold 1 to {server.serving.max_batch} ids, got {len(ids)}", 413
@@ -320,10 +445,10 @@ def _v2_recs_infer(server: Any, infer: Any, synthetic: bool) -> Any:
         if not c.strip() or len(c) > 64:
             raise BadRequest(f"customer ids must be 1 to 64 characters, got {c[:80]!r}")
     ids = [c.strip() for c in ids]
-    k = _one_int(infer, "k", 10)
+    k = _one_int(inputs, "k", 10)
     if k < 1:
         raise BadRequest(f"'k' must be at least 1, got {k}")
-    rows = server.recommend_many(ids, k, request_id=infer.id, synthetic=synthetic)
+    rows = server.recommend_many(ids, k, request_id=request_id, synthetic=synthetic)
     width = max(len(r.items) for r in rows)
     pad = [""] * width
 
@@ -334,67 +459,55 @@ def _v2_recs_infer(server: Any, infer: Any, synthetic: bool) -> Any:
     scores = np.zeros((len(rows), width), np.float32)
     for n, r in enumerate(rows):
         scores[n, : len(r.items)] = [i.score or 0.0 for i in r.items]
-    degraded = any(r.degraded for r in rows)
-    outputs = [
-        InferOutput("stock_code", [len(ids), width], "BYTES", data=matrix("stock_code")),
-        InferOutput("score", [len(ids), width], "FP32", data=scores),
-        InferOutput("reason", [len(ids), width], "BYTES", data=matrix("reason")),
-        InferOutput("source", [len(ids), width], "BYTES", data=matrix("source")),
-    ]
-    return (
-        InferResponse(
-            response_id=infer.id or rows[0].request_id,
-            model_name=server.name,
-            model_version=server.version,
-            infer_outputs=outputs,
-            parameters={"degraded": degraded},
-        ),
-        degraded,
+    shape = [len(ids), width]
+    return V2Answer(
+        request_id=request_id or rows[0].request_id,
+        outputs=[
+            V2Tensor("stock_code", shape, "BYTES", matrix("stock_code")),
+            V2Tensor("score", shape, "FP32", scores.ravel()),
+            V2Tensor("reason", shape, "BYTES", matrix("reason")),
+            V2Tensor("source", shape, "BYTES", matrix("source")),
+        ],
+        degraded=any(r.degraded for r in rows),
     )
 
 
-def _v2_demand_infer(server: Any, infer: Any, synthetic: bool) -> Any:
-    from kserve.protocol.infer_type import InferOutput, InferResponse
+def v2_demand_infer(
+    server: Any, inputs: V2Inputs, request_id: str | None, synthetic: bool
+) -> V2Answer:
+    """Forecasts for a V2 request: P10/P50/P90 per ``stock_code`` value and week.
 
-    codes = _strings(infer, "stock_code")
-    horizon = _one_int(infer, "horizon", server.horizon)
+    Raises:
+        BadRequest: Missing or bad ``stock_code`` or ``horizon`` (the message says which).
+    """
+    codes = _strings(inputs, "stock_code")
+    horizon = _one_int(inputs, "horizon", server.horizon)
     if not codes:
         raise BadRequest("'stock_code' must hold at least one product code")
     try:
         request = ForecastRequest(stock_codes=codes, horizon=horizon)
     except ValidationError as exc:
         raise BadRequest(f"invalid request: {exc.errors()[0]['msg']}") from exc
-    result = server.forecast(request, infer.id, synthetic=synthetic)
+    result = server.forecast(request, request_id, synthetic=synthetic)
     first: list[Any] = next((f.weeks for f in result.forecasts if f.weeks), [])
     week_starts = [w.week_start for w in first]
-    h = len(week_starts)
+    h, n = len(week_starts), len(result.forecasts)
 
     def matrix(field: str) -> np.ndarray:
-        out = np.zeros((len(result.forecasts), h), np.float32)  # no_data rows stay 0
+        out = np.zeros((n, h), np.float32)  # no_data rows stay 0
         for r, f in enumerate(result.forecasts):
             for c, w in enumerate(f.weeks):
                 out[r, c] = getattr(w, field)
-        return out
+        return out.ravel()
 
-    outputs = [
-        InferOutput("week_start", [h], "BYTES", data=week_starts),
-        InferOutput(
-            "status", [len(result.forecasts)], "BYTES", data=[f.status for f in result.forecasts]
-        ),
-        *(
-            InferOutput(q, [len(result.forecasts), h], "FP32", data=matrix(q))
-            for q in ("p10", "p50", "p90")
-        ),
-    ]
-    return (
-        InferResponse(
-            response_id=infer.id or result.request_id,
-            model_name=server.name,
-            model_version=server.version,
-            infer_outputs=outputs,
-            parameters={"degraded": result.degraded},
-        ),
-        result.degraded,
+    return V2Answer(
+        request_id=request_id or result.request_id,
+        outputs=[
+            V2Tensor("week_start", [h], "BYTES", week_starts),
+            V2Tensor("status", [n], "BYTES", [f.status for f in result.forecasts]),
+            *(V2Tensor(q, [n, h], "FP32", matrix(q)) for q in ("p10", "p50", "p90")),
+        ],
+        degraded=result.degraded,
     )
 
 
@@ -409,6 +522,7 @@ def create_app(server: ModelServer) -> FastAPI:
         The FastAPI app (its OpenAPI schema documents the friendly endpoints).
     """
     name = server.name
+    v2_limits = V2Limits.of(server)
     app = FastAPI(
         title=f"ShelfOps {name}",
         description="KServe V2 Open Inference Protocol plus friendly JSON endpoints.",
@@ -475,7 +589,12 @@ def create_app(server: ModelServer) -> FastAPI:
             return unknown(model)
         return JSONResponse({"name": name, "ready": True}) if server.ready else not_ready()
 
-    @app.post("/v2/models/{model}/infer", tags=["v2"], responses=ERRORS, openapi_extra=V2_REQUEST)
+    @app.post(
+        "/v2/models/{model}/infer",
+        tags=["v2"],
+        responses=ERRORS,
+        openapi_extra=v2_limits.openapi(),
+    )
     async def infer(model: str, request: Request) -> Response:
         """V2 inference (JSON, or the binary tensor extension)."""
         from kserve.errors import InvalidInput
@@ -489,20 +608,22 @@ def create_app(server: ModelServer) -> FastAPI:
         length = request.headers.get(V2_JSON_LENGTH)
         try:
             json_length = int(length) if length is not None else len(body)
-            _check_v2_shape(body[:json_length])
-            parsed = InferRequest.from_bytes(body, json_length, name)
+            request_id, inputs = _check_v2_shape(body[:json_length], v2_limits)
+            if inputs is None:  # tensors in the binary extension: kserve reads them
+                inputs = v2_inputs(InferRequest.from_bytes(body, json_length, name))
+        except BadRequest:
+            raise  # a tensor over the batch limit or an unknown name: its own 4xx
         except (InvalidInput, ValueError, KeyError, TypeError) as exc:
             return _error(400, f"not a V2 inference request: {exc}")
-        handler = _v2_recs_infer if name == "recs" else _v2_demand_infer
+        handler = v2_recs_infer if name == "recs" else v2_demand_infer
         # BadRequest becomes its 4xx (exception handler); anything else is a bug: a 500 with
         # the request id (see `_Observe`), never disguised as bad input.
-        result, degraded = await _predict(server, handler, server, parsed, is_synthetic(request))
-        payload, json_len = result.to_rest()
-        headers = {DEGRADED_HEADER: "true" if degraded else "false"}
-        if json_len is not None:
-            headers[V2_JSON_LENGTH] = str(json_len)
-            return Response(payload, media_type="application/octet-stream", headers=headers)
-        return _json(payload, headers=headers)
+        answer = await _predict(server, handler, server, inputs, request_id, is_synthetic(request))
+        return Response(
+            answer.to_json(name, server.version),
+            media_type="application/json",
+            headers={DEGRADED_HEADER: "true" if answer.degraded else "false"},
+        )
 
     async def friendly(predict: Callable[..., Any], req: BaseModel, request: Request) -> Response:
         """Run a friendly-JSON prediction: readiness, request id, synthetic marker, response."""

@@ -235,6 +235,44 @@ BAD_RECS: list[tuple[str, str, Any, int, str]] = [
         "customer_id",
     ),
     (
+        "v2 repeated input",
+        "/v2/models/recs/infer",
+        {"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": ["a"]}] * 2},
+        422,
+        "more than once",
+    ),
+    (
+        "v2 unknown output",
+        "/v2/models/recs/infer",
+        {
+            "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": ["a"]}],
+            "outputs": [{"name": "price"}],
+        },
+        422,
+        "unknown output 'price'",
+    ),
+    (
+        "v2 parameter not a scalar",
+        "/v2/models/recs/infer",
+        {
+            "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": ["a"]}],
+            "parameters": {"tags": ["x"]},
+        },
+        400,
+        "string, number or boolean",
+    ),
+    (
+        "v2 three dimensions",
+        "/v2/models/recs/infer",
+        {
+            "inputs": [
+                {"name": "customer_id", "datatype": "BYTES", "shape": [1, 1, 1], "data": ["a"]}
+            ]
+        },
+        400,
+        "dimensions",
+    ),
+    (
         "v2 oversize batch",
         "/v2/models/recs/infer",
         {
@@ -417,3 +455,32 @@ def test_a_server_bug_is_a_500_naming_the_request_id_not_a_4xx(
         r = client.post(path, json=body, headers={"X-Request-Id": "req-42"})
         assert r.status_code == 500, (path, r.text)
         assert "req-42" in r.json()["error"] and r.headers["X-Request-Id"] == "req-42"
+
+
+@pytest.mark.parametrize("model", ["recs", "demand"])
+def test_v2_openapi_documents_the_limits_the_route_enforces(
+    model: str, recs_client: TestClient, demand_client: TestClient
+) -> None:
+    """The V2 request schema names the model's own inputs and outputs and the batch limit."""
+    client = recs_client if model == "recs" else demand_client
+    meta = client.get(f"/v2/models/{model}").json()
+    doc = client.get("/openapi.json").json()
+    body = doc["paths"]["/v2/models/{model}/infer"]["post"]["requestBody"]["content"]
+    schema = body["application/json"]["schema"]["properties"]
+    tensor = schema["inputs"]["items"]["properties"]
+    assert tensor["name"]["enum"] == [t["name"] for t in meta["inputs"]]
+    assert schema["outputs"]["items"]["properties"]["name"]["enum"] == [
+        t["name"] for t in meta["outputs"]
+    ]
+    assert tensor["data"]["maxItems"] == ServingSettings().max_batch
+    too_many = ["x"] * (ServingSettings().max_batch + 1)
+    name = meta["inputs"][0]["name"]
+    r = client.post(
+        f"/v2/models/{model}/infer",
+        json={
+            "inputs": [
+                {"name": name, "datatype": "BYTES", "shape": [len(too_many)], "data": too_many}
+            ]
+        },
+    )
+    assert r.status_code == 413 and name in r.json()["error"], r.text
