@@ -77,8 +77,10 @@ V2_DATATYPES: tuple[str, ...] = (
     "UINT16",
     "UINT32",
     "UINT64",
+    "FP32",
+    "FP64",
+    "BYTES",
 )
-V2_DATATYPES += ("FP32", "FP64", "BYTES")
 _V2_SCALAR: dict[str, Any] = {
     "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
 }
@@ -304,8 +306,16 @@ def _named_once(items: list[Any], known: tuple[str, ...], kind: str) -> None:
         seen.add(name)
 
 
-def _check_v2_shape(header: bytes, limits: V2Limits) -> tuple[str | None, V2Inputs | None]:
+def _check_v2_shape(
+    header: bytes, limits: V2Limits, binary_bytes: int = 0
+) -> tuple[str | None, V2Inputs | None]:
     """Parse and check the JSON part of a V2 request (kserve's parser trusts the structure).
+
+    Args:
+        header: The JSON part of the body.
+        limits: What the route accepts.
+        binary_bytes: How many bytes follow the JSON part (the binary extension's tensor data):
+            the inputs' ``binary_data_size`` parameters must add up to exactly that.
 
     Returns:
         The request ``id`` and the inputs (``None`` when a tensor's data follows the JSON part
@@ -335,8 +345,8 @@ def _check_v2_shape(header: bytes, limits: V2Limits) -> tuple[str | None, V2Inpu
     inputs: V2Inputs | None = {}
     for tensor in doc["inputs"]:
         name, shape = tensor["name"], tensor.get("shape")
-        if not isinstance(tensor.get("datatype"), str):
-            raise ValueError(f"input {name!r} needs a string 'datatype'")
+        if tensor.get("datatype") not in V2_DATATYPES:
+            raise ValueError(f"input {name!r}: 'datatype' must be one of {', '.join(V2_DATATYPES)}")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
@@ -346,8 +356,12 @@ def _check_v2_shape(header: bytes, limits: V2Limits) -> tuple[str | None, V2Inpu
         if "parameters" in tensor:
             _scalar_parameters(tensor["parameters"], f"input {name!r}: ")
         data = tensor.get("data")
-        if data is None:
-            inputs = None  # binary extension: kserve checks binary_data_size
+        if data is None:  # binary extension: kserve reads the data, sized here
+            size = tensor.get("parameters", {}).get("binary_data_size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError(f"input {name!r} needs 'data' or a 'binary_data_size' parameter")
+            binary_bytes -= size
+            inputs = None
             continue
         flat = np.ravel(np.asarray(data, dtype=object)) if isinstance(data, list) else None
         if flat is None or not all(isinstance(v, _V2_SCALARS) for v in flat):
@@ -358,6 +372,10 @@ def _check_v2_shape(header: bytes, limits: V2Limits) -> tuple[str | None, V2Inpu
             raise ValueError(f"input {name!r}: {len(flat)} values do not fit shape {shape}")
         if inputs is not None:
             inputs[name] = flat.tolist()
+    if binary_bytes:
+        raise ValueError(
+            "the inputs' binary_data_size parameters do not add up to the bytes after the JSON part"
+        )
     return doc.get("id"), inputs
 
 
@@ -597,7 +615,7 @@ def create_app(server: ModelServer) -> FastAPI:
     )
     async def infer(model: str, request: Request) -> Response:
         """V2 inference (JSON, or the binary tensor extension)."""
-        from kserve.errors import InvalidInput
+        from kserve.errors import InferenceError, InvalidInput
         from kserve.protocol.infer_type import InferRequest
 
         if model != name:
@@ -608,12 +626,17 @@ def create_app(server: ModelServer) -> FastAPI:
         length = request.headers.get(V2_JSON_LENGTH)
         try:
             json_length = int(length) if length is not None else len(body)
-            request_id, inputs = _check_v2_shape(body[:json_length], v2_limits)
+            if not 0 <= json_length <= len(body):
+                raise ValueError(f"{V2_JSON_LENGTH} must be 0 to {len(body)}, got {json_length}")
+            request_id, inputs = _check_v2_shape(
+                body[:json_length], v2_limits, len(body) - json_length
+            )
             if inputs is None:  # tensors in the binary extension: kserve reads them
                 inputs = v2_inputs(InferRequest.from_bytes(body, json_length, name))
         except BadRequest:
             raise  # a tensor over the batch limit or an unknown name: its own 4xx
-        except (InvalidInput, ValueError, KeyError, TypeError) as exc:
+        except (InvalidInput, InferenceError, ValueError, KeyError, TypeError) as exc:
+            # kserve's parser says InferenceError for BYTES data that is not UTF-8
             return _error(400, f"not a V2 inference request: {exc}")
         handler = v2_recs_infer if name == "recs" else v2_demand_infer
         # BadRequest becomes its 4xx (exception handler); anything else is a bug: a 500 with

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +15,7 @@ from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tests.integration.serving.servers import load_server
 
 from shelfops.models.demand import source_name
-from shelfops.serving.app import create_app
+from shelfops.serving.app import V2_JSON_LENGTH, create_app
 from shelfops.serving.demand import DemandServer
 from shelfops.serving.headers import SYNTHETIC
 from shelfops.serving.recs import RecsServer
@@ -262,6 +263,13 @@ BAD_RECS: list[tuple[str, str, Any, int, str]] = [
         "string, number or boolean",
     ),
     (
+        "v2 unknown datatype",
+        "/v2/models/recs/infer",
+        {"inputs": [{"name": "customer_id", "datatype": "TEXT", "shape": [1], "data": ["a"]}]},
+        400,
+        "datatype",
+    ),
+    (
         "v2 three dimensions",
         "/v2/models/recs/infer",
         {
@@ -484,3 +492,63 @@ def test_v2_openapi_documents_the_limits_the_route_enforces(
         },
     )
     assert r.status_code == 413 and name in r.json()["error"], r.text
+
+
+def _binary_v2(tensors: list[tuple[str, str, bytes]]) -> tuple[bytes, dict[str, str]]:
+    """A V2 body in the binary tensor extension: (name, datatype, raw bytes) per input."""
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": n, "datatype": d, "shape": [1], "parameters": {"binary_data_size": len(b)}}
+                for n, d, b in tensors
+            ]
+        }
+    )
+    body = header + b"".join(b for _, _, b in tensors)
+    return body, {V2_JSON_LENGTH: str(len(header)), "content-type": "application/octet-stream"}
+
+
+def _bytes_element(text: bytes) -> bytes:
+    """One BYTES element as the binary extension packs it: 4-byte little-endian length, bytes."""
+    return len(text).to_bytes(4, "little") + text
+
+
+def test_v2_binary_extension_answers_as_json_and_refuses_bad_bytes_with_a_4xx(
+    recs_client: TestClient, trained_home: Settings
+) -> None:
+    """The binary tensor extension gives the JSON request's answer; bad binary input is a 4xx."""
+    customer = known_customer(trained_home)
+    body, headers = _binary_v2([("customer_id", "BYTES", _bytes_element(customer.encode()))])
+    binary = recs_client.post("/v2/models/recs/infer", content=body, headers=headers)
+    plain = recs_client.post(
+        "/v2/models/recs/infer",
+        json={
+            "inputs": [
+                {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [customer]}
+            ]
+        },
+    )
+    assert binary.status_code == plain.status_code == 200, binary.text
+    assert binary.json()["outputs"][0] == plain.json()["outputs"][0]
+    cases = [
+        (
+            "not UTF-8",
+            _binary_v2([("customer_id", "BYTES", _bytes_element(b"\xff\xfe"))]),
+            400,
+            "utf-8",
+        ),
+    ]
+    short_body, short_headers = _binary_v2([("customer_id", "BYTES", _bytes_element(b"abc"))])
+    cases.append(("sizes do not add up", (short_body[:-1], short_headers), 400, "binary_data_size"))
+    cases.append(
+        (
+            "header length past the body",
+            (body, {**headers, V2_JSON_LENGTH: str(len(body) + 1)}),
+            400,
+            V2_JSON_LENGTH,
+        )
+    )
+    for case, (content, hdrs), status, says in cases:
+        r = recs_client.post("/v2/models/recs/infer", content=content, headers=hdrs)
+        assert r.status_code == status, (case, r.status_code, r.text)
+        assert says.lower() in r.json()["error"].lower(), (case, r.text)
