@@ -31,7 +31,7 @@ from shelfops.rollout.engine import RolloutEngine, RolloutResult
 from shelfops.rollout.factory import build_engine
 from shelfops.settings import RolloutSettings, Settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 CLONE = """
 import shutil, sys, bentoml

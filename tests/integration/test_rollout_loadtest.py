@@ -22,7 +22,7 @@ from starlette.routing import Route
 from tests.conftest import make_home
 from tests.integration.conftest import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 
 def _standin(delay_s: float, seen: list[dict[str, object]]) -> Starlette:
