@@ -56,7 +56,10 @@ cluster-down: install ## Remove exactly what cluster-up and cluster-e2e created 
 cluster-e2e: install ## Drive the stack end to end (needs cluster-up); prints a summary
 	$(BIN)/shelfops cluster e2e --name $(STACK)
 
-test: test-deps lint validate-k8s images ## Install what tests need and run the whole suite
+test: test-deps validate-k8s ## Install what tests need, lint, build the images and run the whole suite
+	@# lint (ruff, mypy: about 2 minutes) overlaps the image builds; each target's output is
+	@# printed whole when it ends.
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint images
 	@# Two passes. The suite on two xdist workers (a file stays on one worker), then the tests
 	@# marked serial alone: their gates compare canary and stable p95 in 3 s Locust runs, which
 	@# another test on the same 2 cores turns into false rollbacks. pytest exits 5 when it
