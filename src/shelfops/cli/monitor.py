@@ -232,8 +232,11 @@ def check_cmd(
     if not result.models:
         raise fail(
             "nothing to check: no predictions are logged under "
-            f"{settings.root / 'monitoring'}; services log through PredictionLogger "
-            "(or run `shelfops monitor simulate`)"
+            f"{settings.root / 'monitoring'} yet. Running services write their log every "
+            f"{monitor.flush_seconds:g} s or {monitor.flush_records:,} requests "
+            "(SHELFOPS_MONITOR_FLUSH_SECONDS) and when stopped (`shelfops rollout stop`); "
+            "gate, load-test and warm-up traffic is never logged. Wait for the flush, or try "
+            "the check on simulated traffic with `shelfops monitor simulate`"
         )
     for m in result.models:
         colour = "red" if m.breaches else "green"
