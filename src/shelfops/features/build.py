@@ -232,14 +232,29 @@ def product_weekly_features(
     )
 
 
+def _grouped_rolling_max(values: np.ndarray, groups: pd.Series, window: int) -> np.ndarray:
+    """``groupby(groups).rolling(window, min_periods=1).max()`` for rows sorted by group.
+
+    The largest non-missing value among each row and the ``window - 1`` rows before it in the
+    same group (NaN when all are missing), computed as ``window`` whole-array passes instead of
+    pandas' per-group window bounds (seconds for The Complete Journey's 90,000 products).
+    """
+    codes = pd.factorize(groups)[0]
+    out = values.copy()
+    for lag in range(1, min(window, len(values))):
+        earlier = np.full(len(values), np.nan)
+        same = codes[lag:] == codes[:-lag]
+        earlier[lag:] = np.where(same, values[:-lag], np.nan)
+        out = np.fmax(out, earlier)
+    return out
+
+
 def _markdown_lines(lines: pd.DataFrame, panel: pd.DataFrame) -> pd.Series:
     """Whether each sale line was bought below 95% of its product's recent full price."""
-    ref = panel.sort_values(["stock_code", "week_start"]).assign(
-        ref=lambda p: p.groupby("stock_code", observed=True)["avg_price"].transform(
-            lambda s: s.rolling(13, min_periods=1).max()
-        )
+    ref = panel.sort_values(["stock_code", "week_start"])
+    ref = ref[["stock_code", "week_start"]].assign(
+        ref=_grouped_rolling_max(ref["avg_price"].to_numpy(float), ref["stock_code"], 13)
     )
-    ref = ref[["stock_code", "week_start", "ref"]]
     joined = lines[["stock_code", "week_start", "unit_price"]].merge(
         ref, on=["stock_code", "week_start"], how="left"
     )

@@ -246,6 +246,10 @@ def tifuknn_vectors(
     return mat, [str(c) for c in cust.categories], [str(i) for i in item.categories]
 
 
+#: Customers scored at once by :func:`tifuknn` (each holds a dense catalogue-wide row or two).
+_TIFU_CHUNK = 128
+
+
 def tifuknn(
     lines: pd.DataFrame,
     cutoff: pd.Timestamp,
@@ -302,24 +306,37 @@ def tifuknn(
     for c in wanted:
         if c not in row_of:
             out[c] = top_up([], head, k)
-    for s in range(0, len(targets), 256):
-        chunk = targets[s : s + 256]
+    for s in range(0, len(targets), _TIFU_CHUNK):
+        chunk = targets[s : s + _TIFU_CHUNK]
         rows = np.array([row_of[c] for c in chunk])
-        own = mat[rows].toarray()
-        blend = alpha * own
+        blend = mat[rows].toarray()  # the customers' own vectors, weighted in place
+        blend *= alpha
         if pool_unit is not None and neighbours > 0:
             sim = (unit[rows] @ pool_unit).toarray()
             sim[pool[None, :] == rows[:, None]] = -np.inf  # never one's own neighbour
             n_nb = min(neighbours, max(len(pool) - 1, 0))
             if n_nb > 0:
                 nb = np.argpartition(-sim, n_nb - 1, axis=1)[:, :n_nb]
-                for j in range(len(chunk)):
-                    neigh = mat[pool[nb[j]]]
-                    blend[j] += (1 - alpha) * np.asarray(neigh.mean(axis=0)).ravel()
+                # every customer's neighbours' mean vector in one sparse product
+                pick = sparse.csr_matrix(
+                    (
+                        np.ones(nb.size),
+                        (np.repeat(np.arange(len(chunk)), n_nb), pool[nb].ravel()),
+                    ),
+                    shape=(len(chunk), mat.shape[0]),
+                )
+                borrowed = (pick @ mat).toarray()
+                borrowed /= n_nb  # in place: a chunk's dense rows are the run's largest arrays
+                borrowed *= 1 - alpha
+                blend += borrowed
+                del borrowed
         blend[:, ~allowed_mask] = 0.0
         for j, c in enumerate(chunk):
             score = blend[j]
             cand = np.flatnonzero(score > 0)
+            if len(cand) > k:  # only the k best (and their ties) need ordering
+                kth = np.partition(score[cand], len(cand) - k)[len(cand) - k]
+                cand = cand[score[cand] >= kth]
             order = cand[np.lexsort((cand, -score[cand]))][:k]
             out[c] = top_up([items[i] for i in order], head, k)
     return out

@@ -366,3 +366,18 @@ def test_phase_one_slices_narrowed_from_the_refit_equal_fresh_reads(
     # same values; a column can be float in the wider read (a missing value elsewhere), which
     # scoring reads as numbers either way
     pd.testing.assert_frame_equal(narrow.rows, fresh.rows.reset_index(drop=True), check_dtype=False)
+
+
+def test_neighbours_rank_by_probability_then_lower_item_and_keep_the_top_k() -> None:
+    """Per item: most likely co-purchase first, equal rates in item order, only ``neighbours``."""
+    # x (0) is bought with w (3) three times and with y (1) and z (2) twice each.
+    baskets = [["x", "w"]] * 3 + [["x", "z"], ["x", "y"], ["x", "z"], ["x", "y"]]
+    baskets += [["y", "z", "w"]] * 3
+    past = pd.DataFrame(
+        [{"invoice": f"i{b}", "item": it} for b, items in enumerate(baskets) for it in items]
+    )
+    past["item"] = past["item"].map({"x": 0, "y": 1, "z": 2, "w": 3})
+    idx, val = _neighbours(past, 4, RecsConfig(neighbours=2, min_item_baskets=3))
+    assert idx[0].tolist() == [3, 1]  # w first; y and z tie at 2/(7+3): the lower item stays
+    assert val[0].tolist() == pytest.approx([3 / 10, 2 / 10])
+    assert idx[1].tolist() == [2, 3]  # y: z and w tie (3 each) ahead of x (2)
