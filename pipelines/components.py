@@ -23,6 +23,7 @@ def ingest_data(
     transactions: str,
     customers: str,
     products: str,
+    promotions: str,
     as_of: str,
     clean: Output[Dataset],
     quality_report: Output[Markdown],
@@ -33,7 +34,9 @@ def ingest_data(
 
     from shelfops.orchestration import steps
 
-    out = steps.ingest_step(home, transactions, customers, products, as_of, Path(clean.path))
+    out = steps.ingest_step(
+        home, transactions, customers, products, promotions, as_of, Path(clean.path)
+    )
     Path(quality_report.path).write_text(out["report"])
     clean.metadata.update(out["metadata"])
     quality_report.metadata.update(out["metadata"])

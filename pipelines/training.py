@@ -76,6 +76,7 @@ def training_pipeline(
     transactions: str = "",
     customers: str = "",
     products: str = "",
+    promotions: str = "",
     as_of: str = "",
     model: str = "all",
     horizon_weeks: int = 13,
@@ -94,6 +95,7 @@ def training_pipeline(
         transactions: Transactions export (empty: the generated sample in the home).
         customers: Customers file (empty: the generated one if present, else derived).
         products: Products file (empty: the generated one if present, else derived).
+        promotions: Weekly planned promotions file (empty: none).
         as_of: Measure data staleness against this date, YYYY-MM-DD (empty: now).
         model: Which models to train: all, demand or recs.
         horizon_weeks: Demand forecast horizon in weeks.
@@ -108,7 +110,12 @@ def training_pipeline(
             steps run without one when it does not exist.
     """
     ingest = c.ingest_data(
-        home=home, transactions=transactions, customers=customers, products=products, as_of=as_of
+        home=home,
+        transactions=transactions,
+        customers=customers,
+        products=products,
+        promotions=promotions,
+        as_of=as_of,
     )
     on_shared_home(ingest, home_claim, cluster_env, redis_secret)
     with dsl.If(ingest.outputs["passed"] == True, name="data-gate-passed"):  # noqa: E712

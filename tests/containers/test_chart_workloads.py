@@ -87,7 +87,14 @@ def test_pipeline_steps_share_the_home_volume(cluster: Cluster, generated: dict[
     ingest = run_pipeline_step(
         cluster,
         "ingest-data",
-        {"home": "", "transactions": "", "customers": "", "products": "", "as_of": ""},
+        {
+            "home": "",
+            "transactions": "",
+            "customers": "",
+            "products": "",
+            "promotions": "",
+            "as_of": "",
+        },
         {"clean": "system.Dataset", "quality_report": "system.Markdown"},
     )
     assert ingest["parameterValues"]["passed"] is True, ingest

@@ -85,6 +85,8 @@ def quickstart(
             transactions=str(exports / "transactions.csv"),
             customers=str(exports / "customers.csv"),
             products=str(exports / "products.csv"),
+            # the planned displays and mailers the demand model reads for the horizon
+            promotions=str(exports / "promotions.csv"),
             as_of=AS_OF,  # the data set ends on 2018-01-01: staleness is measured from then
         )
     for model in ("demand", "recs"):  # what `monitor check` compares live traffic with

@@ -189,6 +189,13 @@ def run_cmd(
     products: Annotated[
         str, typer.Option("--products", help="Products file (default: generated or derived).")
     ] = "",
+    promotions: Annotated[
+        str,
+        typer.Option(
+            "--promotions",
+            help="Weekly planned promotions file (displays, mailers; default: none).",
+        ),
+    ] = "",
     as_of: Annotated[
         str,
         typer.Option("--as-of", help="Measure data staleness against YYYY-MM-DD (default: now)."),
@@ -222,6 +229,7 @@ def run_cmd(
         as_of=as_of,
         customers=customers,
         products=products,
+        promotions=promotions,
     )
     with _console_on_stdout(), progress("pipeline") as bar:
         task = bar.add_task("pipeline: starting", total=None)

@@ -286,7 +286,7 @@ def stages(paths: StackPaths, run: Run) -> Iterator[tuple[str, Callable[[], str]
             artifacts: dict[str, str] = {}
             inputs: dict[str, dict[str, Any]] = {}
             if name == "ingest-data":
-                params.update(transactions="", customers="", products="", as_of="")
+                params.update(transactions="", customers="", products="", promotions="", as_of="")
                 artifacts = {"clean": "system.Dataset", "quality_report": "system.Markdown"}
             elif name == "build-features":
                 artifacts = {"features": "system.Dataset"}

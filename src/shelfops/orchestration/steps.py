@@ -61,6 +61,7 @@ def _kept(raw_dir: Path, inputs: list[Path | None]) -> Iterator[None]:
     and re-running the pipeline has nothing to ingest.
     """
     keep = [p for p in inputs if p is not None and p.resolve().is_relative_to(raw_dir)]
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)  # a new home has no folder yet
     with tempfile.TemporaryDirectory(dir=raw_dir.parent, prefix=".pipeline-inputs-") as tmp:
         saved = {p: Path(shutil.copy2(p, Path(tmp) / f"{i}-{p.name}")) for i, p in enumerate(keep)}
         try:
@@ -73,7 +74,13 @@ def _kept(raw_dir: Path, inputs: list[Path | None]) -> Iterator[None]:
 
 
 def ingest_step(
-    home: str, transactions: str, customers: str, products: str, as_of: str, clean_out: Path
+    home: str,
+    transactions: str,
+    customers: str,
+    products: str,
+    promotions: str,
+    as_of: str,
+    clean_out: Path,
 ) -> dict[str, Any]:
     """Ingest and validate an export; copy the clean tables to ``clean_out`` when it passes.
 
@@ -85,6 +92,8 @@ def ingest_step(
         transactions: Transactions file (empty: the generated sample in the home).
         customers: Customers file (empty: the generated one if present, else derived).
         products: Products file (empty: the generated one if present, else derived).
+        promotions: Weekly planned promotions file (empty: none; the demand model's
+            known-ahead displays and mailers are then zero).
         as_of: Measure staleness against this date, YYYY-MM-DD (empty: now).
         clean_out: Folder the validated tables are copied into (the Dataset artifact).
 
@@ -104,13 +113,15 @@ def ingest_step(
         )
     cust_path = _input_file(customers, generated / "customers.csv")
     prod_path = _input_file(products, generated / "products.csv")
-    with _kept(settings.raw_dir, [tx_path, cust_path, prod_path]):
+    prom_path = _input_file(promotions, generated / "promotions.csv")
+    with _kept(settings.raw_dir, [tx_path, cust_path, prod_path, prom_path]):
         try:
             result = ingest(
                 tx_path,
                 settings.root,
                 customers_path=cust_path,
                 products_path=prod_path,
+                promotions_path=prom_path,
                 policy=settings.consent_policy,
                 as_of=dt.datetime.fromisoformat(as_of) if as_of else None,
             )
