@@ -376,6 +376,14 @@ def item_stats(
     )
 
 
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Index of the first element of each run of equal values in a sorted array."""
+    first = np.empty(len(sorted_keys), bool)
+    first[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+    return np.flatnonzero(first)
+
+
 #: Items whose co-purchases are computed at once (bounds the memory of :func:`_neighbours`).
 _NEIGHBOUR_BLOCK = 2048
 
@@ -424,7 +432,7 @@ def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndar
         key = (i.astype(np.int64) << 32) | (0xFFFFFFFF - prob.view(np.uint32).astype(np.int64))
         order = np.argsort(key, kind="stable")
         i, j, prob = i[order], j[order], prob[order]
-        starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]]) if len(i) else np.zeros(0, int)
+        starts = _run_starts(i)
         rank = np.arange(len(i)) - np.repeat(starts, np.diff(np.r_[starts, len(i)]))
         top = rank < k
         nbr_idx[i[top], rank[top]] = j[top]
@@ -611,10 +619,7 @@ def build_candidates(
     key = rr.astype(np.int64) * n_items + jj
     order = _pair_order(key, vv)
     key_s, vv_s, vl_s = key[order], vv[order], vl[order]
-    first_in_group = np.empty(len(key_s), bool)
-    first_in_group[:1] = True
-    np.not_equal(key_s[1:], key_s[:-1], out=first_in_group[1:])
-    starts = np.flatnonzero(first_in_group)
+    starts = _run_starts(key_s)
     ends = np.append(starts[1:], len(key_s)) - 1 if len(starts) else starts
     pair_key = key_s[starts]
     pair_co = (
@@ -1200,7 +1205,7 @@ def first_baskets(
     code = w["stock_code"].astype(str).to_numpy()
     order = np.argsort(cust, kind="stable")
     cust, code = cust[order], code[order]
-    bounds = [*np.flatnonzero(np.r_[True, cust[1:] != cust[:-1]]).tolist(), len(cust)]
+    bounds = [*_run_starts(cust).tolist(), len(cust)]
     return {cust[a]: set(code[a:b].tolist()) for a, b in itertools.pairwise(bounds)}
 
 
