@@ -84,8 +84,12 @@ def _write_final_stats(**_: Any) -> None:
         StatsCSV(environment, PERCENTILES_TO_REPORT).requests_csv(csv.writer(handle))
 
 
-def _check(response: Any, key: str) -> None:
-    """Mark the request failed unless it is a 200 JSON answer carrying ``key``."""
+def _check(response: Any, key: str, nonempty: bool = False) -> None:
+    """Mark the request failed unless it is a 200 JSON answer carrying ``key`` (non-empty if asked).
+
+    A recommendation answer with no items is a failure the gate must count: a 200 that shows a
+    shopper nothing (every candidate removed by the rules, say) is not a working service.
+    """
     if response.status_code != 200:
         response.failure(f"HTTP {response.status_code}")
         return
@@ -96,6 +100,8 @@ def _check(response: Any, key: str) -> None:
         return
     if key not in body:
         response.failure(f"no {key!r} in the answer")
+    elif nonempty and not body[key]:
+        response.failure(f"empty {key!r}: see shelfops_rule_removals_total in /metrics")
     else:
         response.success()
 
@@ -113,7 +119,7 @@ class RecsUser(FastHttpUser):
         with self.client.post(
             "/recommend", json=payload, name="/recommend", catch_response=True, headers=SYNTHETIC
         ) as resp:
-            _check(resp, "items")
+            _check(resp, "items", nonempty=True)
 
     @task(2)
     def recommend_in_context(self) -> None:

@@ -25,7 +25,7 @@ from tests.integration.conftest import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.serial]
 
 
-def _standin(delay_s: float, seen: list[dict[str, object]]) -> Starlette:
+def _standin(delay_s: float, seen: list[dict[str, object]], items: int = 1) -> Starlette:
     """A service with the recs and demand JSON routes, answering after ``delay_s``."""
 
     async def recommend(request: Request) -> Response:
@@ -37,7 +37,7 @@ def _standin(delay_s: float, seen: list[dict[str, object]]) -> Starlette:
                 "customer_id": body["customer_id"],
                 "model_version": "x",
                 "degraded": False,
-                "items": [],
+                "items": [{"stock_code": f"S{i}", "score": 1.0} for i in range(items)],
             }
         )
 
@@ -57,14 +57,13 @@ def _standin(delay_s: float, seen: list[dict[str, object]]) -> Starlette:
 
 @pytest.fixture(scope="module")
 def standins() -> Iterator[dict[str, tuple[str, list[dict[str, object]]]]]:
-    """A fast and a slow (150 ms) stand-in service, with the requests each received."""
+    """Fast, slow (150 ms) and empty-handed stand-ins, with the requests each received."""
     out, servers = {}, []
-    for name, delay in (("fast", 0.0), ("slow", 0.15)):
+    for name, delay, items in (("fast", 0.0, 1), ("slow", 0.15, 1), ("empty", 0.0, 0)):
         seen: list[dict[str, object]] = []
         port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(_standin(delay, seen), host="127.0.0.1", port=port, log_level="error")
-        )
+        app = _standin(delay, seen, items)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         threading.Thread(target=server.run, daemon=True).start()
         servers.append(server)
         out[name] = (f"http://127.0.0.1:{port}", seen)
@@ -139,6 +138,25 @@ def test_gate_passes_fast_and_fails_slow_canary(
     )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "gate failed" in bad.stdout and "p95" in bad.stdout
+
+    # Fast 200s that show the shopper nothing are failures: the gate rolls such a canary back.
+    empty, _ = standins["empty"]
+    blank = _cli(
+        settings.root,
+        "loadtest",
+        "gate",
+        "--model",
+        "recs",
+        "--canary-url",
+        empty,
+        "--stable-url",
+        fast,
+        "--json",
+        SHELFOPS_ROLLOUT_MAX_P95_MS="100",
+    )
+    assert blank.returncode == 1, blank.stdout + blank.stderr
+    failed = json.loads(blank.stdout.splitlines()[0])
+    assert not failed["passed"] and failed["canary"]["error_rate"] > 0.5, failed["canary"]
 
 
 def test_run_profiles_write_reports_and_fail_on_breach(

@@ -106,7 +106,8 @@ def _products_at(products: pd.DataFrame, tx: pd.DataFrame, cutoff: pd.Timestamp)
 
     Inventory has no history: a product that is out of stock today but was not yet discontinued
     at the cutoff and sold in the four weeks before it was in stock then; it gets the units it
-    sold in those weeks (at least one) instead of today's zero. Everything else is today's.
+    sold in those weeks (at least one) instead of today's zero. Unknown stock (no
+    ``inventory_on_hand``) stays unknown, as the server reads it. Everything else is today's.
     """
     out = products.copy()
     disc = pd.to_datetime(out["discontinue_date"], errors="coerce")
@@ -116,12 +117,12 @@ def _products_at(products: pd.DataFrame, tx: pd.DataFrame, cutoff: pd.Timestamp)
         recent = recent[recent["is_product"].astype(bool) & ~recent["is_cancellation"].astype(bool)]
     sold = recent.groupby(recent["stock_code"].astype(str))["quantity"].sum()
     codes = out["stock_code"].astype(str)
-    inventory = pd.to_numeric(out["inventory_on_hand"], errors="coerce").fillna(0)
+    inventory = pd.to_numeric(out["inventory_on_hand"], errors="coerce")
     selling = codes.map(sold).fillna(0).to_numpy() > 0
     live = (disc.isna() | (disc >= cutoff)).to_numpy()
-    fill = (inventory.to_numpy() <= 0) & selling & live
+    fill = (inventory.to_numpy(float) <= 0) & selling & live  # NaN (unknown) is never filled
     estimate = codes.map(sold).fillna(1).clip(lower=1).to_numpy()
-    out["inventory_on_hand"] = inventory.where(~fill, estimate).astype("int64")
+    out["inventory_on_hand"] = inventory.where(~fill, estimate).round().astype("Int64")
     return out
 
 

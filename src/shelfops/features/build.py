@@ -402,6 +402,8 @@ def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.
         at least one clearance markdown (``markdown_count`` counts only those) and otherwise
         ``on_promotion`` (an item promo or a sitewide sale such as Black Friday: temporary, not a
         markdown). ``weeks_of_cover`` is inventory over the mean weekly units of the last 13 weeks.
+        Where the retailer reports no stock level, ``inventory_on_hand`` and ``weeks_of_cover``
+        stay null (unknown, which the serving rules do not read as out of stock).
     """
     data_end = panel["week_start"].max() + pd.Timedelta(days=7) if len(panel) else None
     recent = (
@@ -416,7 +418,7 @@ def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.
         panel.dropna(subset=["avg_price"]).groupby("stock_code", observed=True)["avg_price"].last()
     )
     codes = products["stock_code"].astype(str)
-    inventory = pd.to_numeric(products["inventory_on_hand"], errors="coerce").fillna(0)
+    inventory = pd.to_numeric(products["inventory_on_hand"], errors="coerce")  # NaN: unknown
     list_price = pd.to_numeric(products["price"], errors="coerce").to_numpy(float)
     paid = last_price.reindex(codes).to_numpy(float)
     weekly = recent.reindex(codes).fillna(0.0).to_numpy(float)
@@ -428,7 +430,9 @@ def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.
         discontinued = discontinue.notna()
     with np.errstate(invalid="ignore", divide="ignore"):
         below_list = np.nan_to_num(paid / list_price, nan=1.0) < MARKDOWN_THRESHOLD
-        cover = np.where(weekly > 0, inventory.to_numpy(float) / np.maximum(weekly, 1e-9), 999.0)
+        stock = inventory.to_numpy(float)
+        cover = np.where(weekly > 0, stock / np.maximum(weekly, 1e-9), 999.0)
+        cover = np.where(np.isnan(stock), np.nan, cover)
     markdowns = (
         pd.to_numeric(products["markdown_count"], errors="coerce").fillna(0).astype("int64")
     ).to_numpy()
@@ -440,7 +444,7 @@ def product_catalog_features(products: pd.DataFrame, panel: pd.DataFrame) -> pd.
                 "datetime64[us, UTC]"
             ),
             "category": products["category"].fillna("Unknown").astype(str).to_numpy(),
-            "inventory_on_hand": inventory.astype("int64").to_numpy(),
+            "inventory_on_hand": inventory.round().astype("Int64").array,
             "markdown_count": markdowns,
             "discontinued": discontinued.to_numpy(bool),
             "on_clearance": clearance,

@@ -11,23 +11,40 @@ from shelfops.settings import Settings
 
 
 def example_ids(settings: Settings) -> tuple[str, list[str]]:
-    """A customer with history and a few products on sale, read from the offline features.
+    """A customer with history and two products that sell now, read from the offline features.
+
+    The products are the two best sellers of the last four weeks (``units_mean_4w`` at the
+    newest week) among those not discontinued, so the printed forecast shows real demand
+    instead of a product with a flat zero forecast or no history at all.
 
     Returns:
         ``(customer_id, stock_codes)``; placeholders when the home has no features yet.
     """
     customer, codes = "12345", ["85123A"]
     behaviour = settings.features_dir / "customer_behaviour.parquet"
+    weekly = settings.features_dir / "product_weekly.parquet"
     catalog = settings.features_dir / "product_catalog.parquet"
     if behaviour.exists():
         ids = pd.read_parquet(behaviour, columns=["customer_id"])["customer_id"]
         if len(ids):
             customer = str(ids.value_counts().index[0])
-    if catalog.exists():
-        cat = pd.read_parquet(catalog, columns=["stock_code", "discontinued", "inventory_on_hand"])
-        live = cat[~cat["discontinued"]].sort_values("inventory_on_hand", ascending=False)
-        if len(live):
-            codes = live["stock_code"].astype(str).head(2).tolist()
+    if weekly.exists() and catalog.exists():
+        try:
+            rows = pd.read_parquet(
+                weekly,
+                columns=["stock_code", "event_timestamp", "units_mean_4w"],
+                filters=[("units_mean_4w", ">", 0)],
+            )
+        except (KeyError, ValueError):  # a home with no sales writes a table with no columns
+            rows = pd.DataFrame()
+        if len(rows):
+            cat = pd.read_parquet(catalog, columns=["stock_code", "discontinued"])
+            gone = set(cat.loc[cat["discontinued"], "stock_code"].astype(str))
+            now = rows[rows["event_timestamp"] == rows["event_timestamp"].max()]
+            now = now[~now["stock_code"].astype(str).isin(gone)]
+            best = now.sort_values(["units_mean_4w", "stock_code"], ascending=[False, True])
+            if len(best):
+                codes = best["stock_code"].astype(str).head(2).tolist()
     return customer, codes
 
 

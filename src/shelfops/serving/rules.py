@@ -23,7 +23,9 @@ The rules, in the order they are checked (the first one that fails names the rem
     week; it is removed for everybody.
 ``min_inventory``
     At least ``min_inventory`` units on hand. *Example*: ``min_inventory: 5`` and 3 candles
-    left: removed.
+    left: removed. An item whose stock level the retailer does not report (no
+    ``inventory_on_hand`` in the products table, as in The Complete Journey) is not judged by
+    this rule: unknown stock is not zero stock.
 ``max_markdown_count``
     At most ``max_markdown_count`` clearance markdowns taken (deep clearance is not promoted).
     *Example*: ``max_markdown_count: 2`` and a rug cut three times on its way out: removed.
@@ -37,7 +39,8 @@ The rules, in the order they are checked (the first one that fails names the rem
 ``surplus_boost`` (never removes)
     Items with more than ``surplus_weeks_of_cover`` weeks of stock get ``surplus_boost`` added to
     their score, so surplus moves up the list without displacing much stronger matches.
-    *Example*: a throw with 80 weeks of cover scored 1.0 overtakes a cushion scored 1.2.
+    *Example*: a throw with 80 weeks of cover scored 1.0 overtakes a cushion scored 1.2. Items
+    of unknown stock are never surplus.
 """
 
 from __future__ import annotations
@@ -156,12 +159,14 @@ class MerchRules(BaseModel):
 class CatalogEntry:
     """The merchandising state of one product (a ``merch_v1`` row)."""
 
-    inventory_on_hand: int
+    inventory_on_hand: int | None
+    """Units on hand; None when the retailer does not report stock for it (unknown, not 0)."""
     markdown_count: int
     discontinued: bool
     on_clearance: bool
     on_promotion: bool
-    weeks_of_cover: float
+    weeks_of_cover: float | None
+    """Weeks of stock at the recent selling rate; None when the stock is unknown."""
 
     def price_cuts(self) -> tuple[PriceCut, ...]:
         """The kinds of price cut the item is on now (empty at full price)."""
@@ -179,24 +184,31 @@ Catalog = Mapping[str, CatalogEntry]
 def catalog_from_online(features: Mapping[str, list[Any]]) -> dict[str, CatalogEntry]:
     """Build the catalogue from an online-store response (column lists keyed by name).
 
-    Products whose catalogue row is missing are left out; :func:`check` then falls back to the
-    model's own view of what is on sale.
+    Products whose catalogue row is missing (no ``discontinued`` flag, which every row has) are
+    left out; :func:`check` then falls back to the model's own view of what is on sale. A row
+    without ``inventory_on_hand`` is a product of unknown stock: it stays, with None.
     """
     out: dict[str, CatalogEntry] = {}
     codes = features.get("stock_code", [])
     for i, code in enumerate(codes):
-        inventory = features["inventory_on_hand"][i]
-        if inventory is None:
+        if features["discontinued"][i] is None:
             continue
+        inventory = _known(features["inventory_on_hand"][i])
+        cover = _known(features["weeks_of_cover"][i])
         out[str(code)] = CatalogEntry(
-            inventory_on_hand=int(inventory),
+            inventory_on_hand=None if inventory is None else int(inventory),
             markdown_count=int(features["markdown_count"][i] or 0),
             discontinued=bool(features["discontinued"][i]),
             on_clearance=bool(features["on_clearance"][i]),
             on_promotion=bool(features["on_promotion"][i]),
-            weeks_of_cover=float(features["weeks_of_cover"][i] or 0.0),
+            weeks_of_cover=None if cover is None else float(cover),
         )
     return out
+
+
+def _known(value: Any) -> Any:
+    """``value``, or None when the online store holds no value (None) or a NaN."""
+    return None if value is None or value != value else value
 
 
 @dataclass(frozen=True)
@@ -260,7 +272,7 @@ def check(
         return None
     if entry.discontinued:
         return Removal("", DISCONTINUED, "discontinued")
-    if entry.inventory_on_hand < rules.min_inventory:
+    if entry.inventory_on_hand is not None and entry.inventory_on_hand < rules.min_inventory:
         return Removal(
             "",
             MIN_INVENTORY,
@@ -285,8 +297,12 @@ def check(
 
 
 def is_surplus(rules: MerchRules, entry: CatalogEntry | None) -> bool:
-    """Whether an item holds more weeks of stock than the surplus threshold."""
-    return entry is not None and entry.weeks_of_cover > rules.surplus_weeks_of_cover
+    """Whether an item holds more weeks of stock than the surplus threshold (unknown: no)."""
+    return (
+        entry is not None
+        and entry.weeks_of_cover is not None
+        and entry.weeks_of_cover > rules.surplus_weeks_of_cover
+    )
 
 
 def apply_rules(

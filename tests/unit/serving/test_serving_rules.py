@@ -63,6 +63,7 @@ def test_discontinued_items_are_never_allowed_whatever_the_rules() -> None:
         ({}, 0.0, True),
         ({"inventory_on_hand": 0}, 0.0, False),
         ({"inventory_on_hand": 1}, 0.0, True),
+        ({"inventory_on_hand": None, "weeks_of_cover": None}, 0.0, True),
         ({"markdown_count": 11}, 0.0, False),
         ({"markdown_count": 10}, 0.0, True),
         ({"on_clearance": True, "markdown_count": 1}, 0.1, False),
@@ -116,6 +117,25 @@ def test_unknown_catalogue_entry_is_allowed() -> None:
     assert allowed(MerchRules(), None, 0.0)
 
 
+def test_unknown_stock_is_not_zero_stock() -> None:
+    """A retailer that reports no stock levels (The Complete Journey) still gets recommendations.
+
+    Unknown inventory passes min_inventory whatever its limit and is never surplus, while the
+    other rules still judge the item.
+    """
+    unknown = entry(inventory_on_hand=None, weeks_of_cover=None)
+    strict = MerchRules(min_inventory=50, surplus_weeks_of_cover=1)
+    assert allowed(strict, unknown, 0.0)
+    assert not is_surplus(strict, unknown)
+    assert not allowed(strict, entry(inventory_on_hand=None, discontinued=True), 0.0)
+    clearance = entry(inventory_on_hand=None, on_clearance=True, markdown_count=1)
+    removal = check(strict, clearance, 0.0)
+    assert removal is not None and removal.rule == DISCOUNT_AFFINITY
+    cands = [Candidate(c, 1.0, {}) for c in ("a", "b")]
+    outcome = apply_rules(strict, cands, {"a": unknown, "b": unknown}, 0.0, k=2)
+    assert [c.candidate.stock_code for c in outcome.kept] == ["a", "b"] and not outcome.removed
+
+
 def test_surplus_boost_reorders_without_overriding_strong_matches() -> None:
     """A surplus item moves above a close rival but stays below a much stronger one."""
     catalog = {"strong": PLAIN, "close": PLAIN, "surplus": entry(weeks_of_cover=80)}
@@ -159,19 +179,20 @@ def test_bad_rules_files_fail_with_the_field_named(tmp_path: Path) -> None:
 
 
 def test_catalog_from_online_skips_products_without_a_row() -> None:
-    """Online-store misses (None values) leave the product out instead of inventing zeros."""
+    """Online-store misses leave the product out; a row without stock keeps it as unknown."""
     rows = {
-        "stock_code": ["a", "b"],
-        "inventory_on_hand": [5, None],
-        "markdown_count": [1, None],
-        "discontinued": [False, None],
-        "on_clearance": [True, None],
-        "on_promotion": [False, None],
-        "weeks_of_cover": [3.5, None],
+        "stock_code": ["a", "b", "c"],
+        "inventory_on_hand": [5, None, None],
+        "markdown_count": [1, None, 0],
+        "discontinued": [False, None, False],
+        "on_clearance": [True, None, False],
+        "on_promotion": [False, None, True],
+        "weeks_of_cover": [3.5, None, float("nan")],
     }
     catalog = catalog_from_online(rows)
-    assert list(catalog) == ["a"]
+    assert list(catalog) == ["a", "c"]
     assert catalog["a"] == CatalogEntry(5, 1, False, True, False, 3.5)
+    assert catalog["c"] == CatalogEntry(None, 0, False, False, True, None)
 
 
 def test_inline_rules_text_is_validated_like_the_file() -> None:
@@ -193,7 +214,7 @@ def test_rule_masks_say_what_check_says_for_every_item_and_customer() -> None:
             weeks_of_cover=cover,
         )
         for inv, md, cl, pr, dc, cover in product(
-            (0, 3), (0, 12), (False, True), (False, True), (False, True), (8, 80)
+            (0, 3, None), (0, 12), (False, True), (False, True), (False, True), (8, 80, None)
         )
     ]
     codes = [f"item{i}" for i in range(len(entries))] + ["not-in-catalogue"]
