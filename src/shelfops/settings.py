@@ -293,6 +293,13 @@ class ServingSettings(BaseSettings):
     catalog_refresh_s: float = Field(
         300.0, gt=0, description="How often the product catalogue snapshot is reloaded."
     )
+    forecast_refresh_s: float = Field(
+        300.0,
+        ge=0,
+        description="How often the demand service recomputes, in bulk and off the request path, "
+        "the forecast of every product that sold in the last 13 weeks (0: no snapshot; every "
+        "request reads the online store and runs the model).",
+    )
     rules_reload_s: float = Field(
         2.0,
         gt=0,

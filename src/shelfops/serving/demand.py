@@ -1,10 +1,20 @@
 """The demand server: online ``demand_v1`` features, the shared Predictor, P10/P50/P90 per week.
 
-If the online store is slower than the timeout or unreachable, forecasts come from the best
-baseline recorded at training (the model's success gate names it), computed from the last
-features this server saw for each product (warmed from the offline feature table when the
-server can read it). The response says ``degraded``; a product nothing is known about gets
-``status: no_data`` instead of a guess. The request does not fail.
+A product's forecast changes only when its features do (a materialization, weekly) or when the
+origin moves to the next Monday, so the server computes the forecast of every product that sold
+in the last 13 weeks in bulk, off the request path: at load and every
+``SHELFOPS_SERVING_FORECAST_REFRESH_S`` (300 s; 0 turns the snapshot off), with the same
+Predictor and the same online features a request would read. A request for those products is a
+lookup; any other product (or every product, before the first snapshot or after the origin
+moved on) is read from the online store and forecast on the request path. The products come
+from the offline feature table when the server can read it (a pod without the home's features
+serves every product on the request path).
+
+If the online store is slower than the timeout or unreachable, the snapshot keeps answering with
+the model, and the other products get the best baseline recorded at training (the model's
+success gate names it), computed from the last features this server saw for each product. The
+response says ``degraded``; a product nothing is known about gets ``status: no_data`` instead of
+a guess. The request does not fail.
 """
 
 from __future__ import annotations
@@ -12,12 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from shelfops.features.build import newest_product_rows
 from shelfops.features.definitions import DEMAND_SERVICE, PRODUCT_VIEW
 from shelfops.features.store import FeatureRepo
 from shelfops.models.baselines import DEMAND_BASELINES, baseline_from_features
@@ -36,6 +48,28 @@ log = logging.getLogger(__name__)
 
 Z80 = 1.2816
 """Standard normal quantile of 0.9: the fallback's P10/P90 are a Poisson-like band around it."""
+
+
+SNAPSHOT_CHUNK = 2_000
+"""Products per bulk read and model call of a snapshot refresh (requests take turns between)."""
+
+SNAPSHOT_TIMEOUT_S = 30.0
+"""A snapshot chunk is a bulk read off the request path: it may take longer than a request."""
+
+
+@dataclass(frozen=True)
+class ForecastSnapshot:
+    """Forecasts of many products from one origin, computed in bulk off the request path."""
+
+    origin: pd.Timestamp
+    row: dict[str, int]
+    """Stock code -> its row of ``cube``."""
+    cube: np.ndarray
+    """``(products, horizon, 3)``: P10, P50, P90 in units per week."""
+    source: list[str]
+    """What produced each product's forecast (``model``, a baseline or a combination)."""
+    seconds: float
+    """Wall time the refresh took."""
 
 
 def this_monday() -> pd.Timestamp:
@@ -66,6 +100,17 @@ class DemandServer(ModelServer):
         self._lock = threading.Lock()
         self._refs: list[str] = []
         self._warm_from_offline()
+        self.snapshot: ForecastSnapshot | None = None
+        self._active = [
+            code for code, row in self.last_seen.items() if (row.get("units_mean_13w") or 0) > 0
+        ]
+        self._stop = threading.Event()
+        if self.serving.forecast_refresh_s > 0:
+            self.refresh_forecasts()
+            self._refresher = threading.Thread(
+                target=self._refresh_loop, name="forecast-refresh", daemon=True
+            )
+            self._refresher.start()
 
     def _warm_up(self) -> None:
         """Forecast one product the server has seen (the model path), if any."""
@@ -74,7 +119,9 @@ class DemandServer(ModelServer):
             self.forecast(ForecastRequest(stock_codes=[code], horizon=1), synthetic=True)
 
     def close(self) -> None:
-        """Stop the store threads."""
+        """Stop the snapshot refresher and the store threads."""
+        if hasattr(self, "_stop"):
+            self._stop.set()
         if hasattr(self, "online"):
             self.online.close()
         super().close()
@@ -85,15 +132,82 @@ class DemandServer(ModelServer):
         if not path.exists():
             return
         try:
-            frame = pd.read_parquet(path)
+            latest = newest_product_rows(path)
         except Exception as exc:  # an unreadable cache only weakens the fallback
             log.warning("cannot warm the fallback from %s: %s", path, exc)
             return
-        latest = frame.sort_values("event_timestamp").groupby("stock_code").tail(1)
+        if latest.empty:
+            return
         self.last_seen = {
             str(r["stock_code"]): r
             for r in latest.drop(columns="event_timestamp").to_dict("records")
         }
+
+    def refresh_forecasts(self) -> bool:
+        """Recompute the snapshot: every active product's forecast from this week's origin.
+
+        Reads the online store and runs the model a chunk of :data:`SNAPSHOT_CHUNK` products at
+        a time, so requests take turns with the refresh instead of waiting for all of it.
+
+        Returns:
+            True when a new snapshot is in force; on failure the previous one stays.
+        """
+        if not self._active or not self._resolve_refs():
+            return False
+        started = time.perf_counter()
+        origin = this_monday()
+        codes: list[str] = []
+        parts: list[np.ndarray] = []
+        sources: list[str] = []
+        for s in range(0, len(self._active), SNAPSHOT_CHUNK):
+            chunk = self._active[s : s + SNAPSHOT_CHUNK]
+            rows, reason = self.online.read(
+                self._refs, [{"stock_code": c} for c in chunk], timeout_s=SNAPSHOT_TIMEOUT_S
+            )
+            if rows is None:
+                log.warning("forecast snapshot refresh failed (%s); keeping the previous", reason)
+                return False
+            columns = self._known(rows)
+            if not columns.get("stock_code"):
+                continue
+            with self.compute:
+                out, source = self.predictor.forecast(columns, origin)
+            codes += [str(c) for c in columns["stock_code"]]
+            parts.append(out[:, :, 1:4].astype(np.float64))
+            sources += [str(x) for x in source.tolist()]
+        cube = np.concatenate(parts) if parts else np.zeros((0, self.horizon, 3))
+        self.snapshot = ForecastSnapshot(
+            origin=origin,
+            row={code: i for i, code in enumerate(codes)},
+            cube=cube,
+            source=sources,
+            seconds=time.perf_counter() - started,
+        )
+        log.info(
+            "forecast snapshot: %d products from %s in %.1f s",
+            len(codes),
+            origin.date(),
+            self.snapshot.seconds,
+        )
+        return True
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.serving.forecast_refresh_s):
+            try:
+                self.refresh_forecasts()
+            except Exception:  # the next round tries again; requests use the request path
+                log.exception("forecast snapshot refresh failed")
+
+    def _known(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """The online rows of products the store knows, remembered for the fallback."""
+        known = [i for i, v in enumerate(rows.get("weeks_since_first_sale", [])) if v is not None]
+        columns = {k: [v[i] for i in known] for k, v in rows.items()}
+        with self._lock:
+            for i in range(len(known)):
+                self.last_seen[str(columns["stock_code"][i])] = {
+                    k: v[i] for k, v in columns.items()
+                }
+        return columns
 
     def _resolve_refs(self) -> bool:
         if not self._refs:
@@ -141,25 +255,29 @@ class DemandServer(ModelServer):
         codes = list(dict.fromkeys(req.stock_codes))
         origin = this_monday()
         weeks = [str((origin + pd.Timedelta(weeks=s)).date()) for s in range(req.horizon)]
-        rows, miss = (None, "online_store_error")
-        if self._resolve_refs():
-            rows, miss = self.online.read(self._refs, [{"stock_code": c} for c in codes])
-        forecasts: list[ProductForecast]
-        if rows is not None:
-            forecasts = self._model_forecasts(rows, codes, origin, weeks)
-        else:
+        snap = self.snapshot
+        if snap is not None and snap.origin != origin:
+            snap = None  # the week moved on: the request path until the next refresh
+        live = [c for c in codes if snap is None or c not in snap.row]
+        rows, miss = None, ""
+        if live:
+            miss = "online_store_error"
+            if self._resolve_refs():
+                rows, miss = self.online.read(self._refs, [{"stock_code": c} for c in live])
+        degraded = bool(live) and rows is None
+        if degraded:
             self.degraded(miss)
-            forecasts = [self._baseline_forecast(c, weeks) for c in codes]
+        forecasts = self._forecasts(codes, snap, rows, live if degraded else [], origin, weeks)
         if synthetic:
             if cpu_started is not None:
                 self.synthetic_done(cpu_started)
         elif self.hooks:
-            self._log(rid, forecasts, rows is None, (time.perf_counter() - started) * 1000.0)
+            self._log(rid, forecasts, degraded, (time.perf_counter() - started) * 1000.0)
         return ForecastResponse(
             request_id=rid,
             model_version=self.version,
-            degraded=rows is None,
-            degraded_reason=None if rows is not None else miss,
+            degraded=degraded,
+            degraded_reason=miss if degraded else None,
             forecasts=forecasts,
         )
 
@@ -192,43 +310,62 @@ class DemandServer(ModelServer):
                 }
             )
 
-    def _model_forecasts(
-        self, rows: dict[str, list[Any]], codes: list[str], origin: pd.Timestamp, weeks: list[str]
+    def _forecasts(
+        self,
+        codes: list[str],
+        snap: ForecastSnapshot | None,
+        rows: dict[str, list[Any]] | None,
+        fallback: list[str],
+        origin: pd.Timestamp,
+        weeks: list[str],
     ) -> list[ProductForecast]:
-        """Forecast every requested product in one model call, shaped with arrays (no groupby)."""
-        known = [i for i, v in enumerate(rows.get("weeks_since_first_sale", [])) if v is not None]
-        columns = {k: [v[i] for i in known] for k, v in rows.items()}
-        with self._lock:
-            for i in range(len(known)):
-                self.last_seen[str(columns["stock_code"][i])] = {
-                    k: v[i] for k, v in columns.items()
-                }
-        by_code: dict[str, list[dict[str, Any]]] = {}
-        source_of: dict[str, str] = {}
-        if known:
-            with self.compute:
-                out, source = self.predictor.forecast(columns, origin)
-            h = len(weeks)
-            cube = out[:, :h, 1:4].astype(np.float64)  # P10, P50, P90 per product and week
+        """Each product's forecast: from the snapshot, the model on ``rows``, or the baseline.
+
+        Shaped with arrays, one model call for all the products read on the request path.
+        """
+        h = len(weeks)
+        found: list[str] = []
+        sources: list[str] = []
+        parts: list[np.ndarray] = []
+        if snap is not None:
+            cached = [c for c in codes if c in snap.row]
+            idx = [snap.row[c] for c in cached]
+            found += cached
+            sources += [snap.source[i] for i in idx]
+            parts.append(snap.cube[idx, :h])
+        if rows is not None:
+            columns = self._known(rows)
+            if columns.get("stock_code"):
+                with self.compute:
+                    out, source = self.predictor.forecast(columns, origin)
+                found += [str(c) for c in columns["stock_code"]]
+                sources += [str(x) for x in source.tolist()]
+                parts.append(out[:, :h, 1:4].astype(np.float64))
+        by_code: dict[str, ProductForecast] = {}
+        if found:
+            cube = np.concatenate(parts)  # P10, P50, P90 per product and week
             width = (cube[:, :, 2] - cube[:, :, 0]) / np.maximum(cube[:, :, 1], 1.0)
             confidence = self.metrics.prediction_confidence.labels(self.name, self.version)
             for value in (1.0 / (1.0 + width)).mean(axis=1).tolist():  # one per product
                 confidence.observe(value)
-            for code, product, src in zip(
-                columns["stock_code"], cube.tolist(), source.tolist(), strict=True
-            ):
-                source_of[str(code)] = str(src)  # model, a baseline or a combination
-                by_code[str(code)] = [
-                    {"week_start": w, "p10": a, "p50": b, "p90": c}
-                    for w, (a, b, c) in zip(weeks, product, strict=True)
-                ]
+            for code, product, src in zip(found, cube.tolist(), sources, strict=True):
+                # one validation of plain values per product: faster than building week objects
+                by_code[code] = ProductForecast.model_validate(
+                    {
+                        "stock_code": code,
+                        "status": "ok",
+                        "source": src,  # model, a baseline or a combination
+                        "weeks": [
+                            {"week_start": w, "p10": a, "p50": b, "p90": c}
+                            for w, (a, b, c) in zip(weeks, product, strict=True)
+                        ],
+                    }
+                )
+        for code in fallback:
+            by_code[code] = self._baseline_forecast(code, weeks)
         return [
-            # one validation of plain values per product: faster than building week objects
-            ProductForecast.model_validate(
-                {"stock_code": c, "status": "ok", "source": source_of[c], "weeks": by_code[c]}
-            )
-            if c in by_code
-            else ProductForecast(stock_code=c, status="no_data", source="none", weeks=[])
+            by_code.get(c)
+            or ProductForecast(stock_code=c, status="no_data", source="none", weeks=[])
             for c in codes
         ]
 

@@ -7,15 +7,17 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from shelfops.features.build import newest_product_rows
 from shelfops.settings import Settings
 
 
 def example_ids(settings: Settings) -> tuple[str, list[str]]:
     """A customer with history and two products that sell now, read from the offline features.
 
-    The products are the two best sellers of the last four weeks (``units_mean_4w`` at the
-    newest week) among those not discontinued, so the printed forecast shows real demand
-    instead of a product with a flat zero forecast or no history at all.
+    The products are those among the most customers' regular items (``top_items`` of each
+    customer's newest behaviour row) that sold in the last four weeks and are not discontinued:
+    staples a merchandiser recognises, with real demand to forecast. Ranking by units instead
+    picks oddities such as The Complete Journey's fuel lines, counted in millions of units.
 
     Returns:
         ``(customer_id, stock_codes)``; placeholders when the home has no features yet.
@@ -24,27 +26,26 @@ def example_ids(settings: Settings) -> tuple[str, list[str]]:
     behaviour = settings.features_dir / "customer_behaviour.parquet"
     weekly = settings.features_dir / "product_weekly.parquet"
     catalog = settings.features_dir / "product_catalog.parquet"
+    regulars = pd.Series(dtype="int64")
     if behaviour.exists():
-        ids = pd.read_parquet(behaviour, columns=["customer_id"])["customer_id"]
-        if len(ids):
-            customer = str(ids.value_counts().index[0])
-    if weekly.exists() and catalog.exists():
-        try:
-            rows = pd.read_parquet(
-                weekly,
-                columns=["stock_code", "event_timestamp", "units_mean_4w"],
-                filters=[("units_mean_4w", ">", 0)],
-            )
-        except (KeyError, ValueError):  # a home with no sales writes a table with no columns
-            rows = pd.DataFrame()
+        rows = pd.read_parquet(behaviour, columns=["customer_id", "event_timestamp", "top_items"])
         if len(rows):
+            customer = str(rows["customer_id"].value_counts().index[0])
+            newest = rows.sort_values("event_timestamp").groupby("customer_id").tail(1)
+            regulars = newest["top_items"].explode().dropna().astype(str).value_counts()
+    if weekly.exists() and catalog.exists():
+        now = newest_product_rows(weekly, ["stock_code", "units_mean_4w"])
+        if len(now):
             cat = pd.read_parquet(catalog, columns=["stock_code", "discontinued"])
             gone = set(cat.loc[cat["discontinued"], "stock_code"].astype(str))
-            now = rows[rows["event_timestamp"] == rows["event_timestamp"].max()]
-            now = now[~now["stock_code"].astype(str).isin(gone)]
-            best = now.sort_values(["units_mean_4w", "stock_code"], ascending=[False, True])
+            now = now.assign(stock_code=now["stock_code"].astype(str))
+            now = now[(now["units_mean_4w"] > 0) & ~now["stock_code"].isin(gone)]
+            now = now.assign(customers=now["stock_code"].map(regulars).fillna(0))
+            best = now.sort_values(
+                ["customers", "units_mean_4w", "stock_code"], ascending=[False, False, True]
+            )
             if len(best):
-                codes = best["stock_code"].astype(str).head(2).tolist()
+                codes = best["stock_code"].head(2).tolist()
     return customer, codes
 
 

@@ -42,11 +42,14 @@ def test_store_stall_outage_and_recovery(
     FeatureRepo(settings).materialize()
     serving = ServingSettings(online_timeout_ms=200)
     recs = load_server("recs", settings, serving)
-    demand = load_server("demand", settings, serving)
+    # Every forecast on the request path (no snapshot), and one server with its bulk snapshot.
+    demand = load_server("demand", settings, serving.model_copy(update={"forecast_refresh_s": 0}))
+    cached = load_server("demand", settings, serving)
     recs_http, demand_http = TestClient(create_app(recs)), TestClient(create_app(demand))
     behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
     customer = str(behaviour["customer_id"].value_counts().index[0])
-    code = next(iter(demand.last_seen))
+    assert cached.snapshot is not None
+    code = next(iter(cached.snapshot.row))  # a product that sold lately, known to both
     try:
         healthy = recs_http.post("/recommend", json={"customer_id": customer}).json()
         assert healthy["personalized"] and not healthy["degraded"]
@@ -68,6 +71,11 @@ def test_store_stall_outage_and_recovery(
         fbody = forecast.json()
         assert fbody["degraded"] and fbody["forecasts"][0]["source"] == demand.fallback
         assert len(fbody["forecasts"][0]["weeks"]) == 3
+        # The snapshot was computed before the stall: its products keep the model's forecast.
+        assert cached.snapshot is not None and code in cached.snapshot.row
+        kept = TestClient(create_app(cached)).post("/forecast", json={"stock_codes": [code]})
+        assert kept.status_code == 200 and not kept.json()["degraded"]
+        assert kept.json()["forecasts"][0]["source"] != "none"
 
         os.kill(proc.pid, signal.SIGCONT)
         proc.kill()  # now the store is gone altogether
@@ -76,6 +84,9 @@ def test_store_stall_outage_and_recovery(
             gone = recs_http.post("/recommend", json={"customer_id": customer})
             assert gone.status_code == 200 and gone.json()["degraded"]
         assert demand_http.post("/forecast", json={"stock_codes": [code]}).json()["degraded"]
+        before = cached.snapshot
+        assert not cached.refresh_forecasts()  # a refresh during the outage keeps the snapshot
+        assert cached.snapshot is before
         # Let the failure age past the reopen interval, so the first read after the store is back
         # must reopen it. Without this wait a fast machine restarts and materializes Redis within
         # the interval, redis-py reconnects the old client by itself, and whether the reopen path
@@ -111,3 +122,4 @@ def test_store_stall_outage_and_recovery(
     finally:
         recs.close()
         demand.close()
+        cached.close()

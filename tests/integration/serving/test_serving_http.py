@@ -19,6 +19,7 @@ from shelfops.serving.app import V2_JSON_LENGTH, create_app
 from shelfops.serving.demand import DemandServer
 from shelfops.serving.headers import SYNTHETIC
 from shelfops.serving.recs import RecsServer
+from shelfops.serving.schemas import ForecastRequest
 from shelfops.settings import ServingSettings, Settings
 
 pytestmark = pytest.mark.integration
@@ -377,13 +378,44 @@ def test_served_forecasts_name_the_combination_that_produced_them(
     }
     origin = this_monday()
     weeks = [str((origin + pd.Timedelta(weeks=s)).date()) for s in range(3)]
-    served = demand_server._model_forecasts(rows, codes, origin, weeks)
+    served = demand_server._forecasts(codes, None, rows, [], origin, weeks)
     want, source = demand_server.predictor.forecast(rows, origin)
     assert [f.source for f in served] == source.tolist()
     assert set(source.tolist()) <= {"model+ma13", "ma4", "model+ma4", "ma13", "model"}
     assert len(set(source.tolist())) > 1
     for f, w in zip(served, want, strict=True):
         assert [x.p50 for x in f.weeks] == pytest.approx(w[:3, 2].tolist(), rel=1e-6)
+
+
+def test_the_forecast_snapshot_answers_what_the_request_path_computes(
+    demand_server: DemandServer, trained_home: Settings
+) -> None:
+    """Products of the bulk snapshot get the forecast a request-path read and model call give."""
+    from shelfops.serving.demand import this_monday
+
+    snap = demand_server.snapshot
+    assert snap is not None and snap.origin == this_monday()
+    assert 0 < len(snap.row) <= len(demand_server.last_seen)
+    codes = sorted(snap.row)[:20]
+    request = ForecastRequest(stock_codes=[*codes, "NO-SUCH-SKU"], horizon=4)
+    cached = demand_server.forecast(request, synthetic=True)
+    live = load_server("demand", trained_home, ServingSettings(forecast_refresh_s=0))
+    try:
+        assert live.snapshot is None
+        direct = live.forecast(request, synthetic=True)
+    finally:
+        live.close()
+    assert not cached.degraded and not direct.degraded
+    for a, b in zip(cached.forecasts, direct.forecasts, strict=True):
+        assert (a.stock_code, a.status, a.source) == (b.stock_code, b.status, b.source)
+        assert [w.week_start for w in a.weeks] == [w.week_start for w in b.weeks]
+        np.testing.assert_allclose(
+            [(w.p10, w.p50, w.p90) for w in a.weeks],
+            [(w.p10, w.p50, w.p90) for w in b.weeks],
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    assert cached.forecasts[-1].status == "no_data"
 
 
 def test_monitored_server_logs_predictions_and_records_feedback(
