@@ -91,6 +91,14 @@ def _cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def _recs_gate(
+    home: Path, canary: str, stable: str, json_out: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`shelfops loadtest gate` of a recs canary against a stable, p95 limit 100 ms."""
+    args = ["loadtest", "gate", "--model", "recs", "--canary-url", canary, "--stable-url", stable]
+    return _cli(home, *args, *(["--json"] if json_out else []), SHELFOPS_ROLLOUT_MAX_P95_MS="100")
+
+
 def test_gate_passes_fast_and_fails_slow_canary(
     tmp_path: Path, small_exports, standins: dict[str, tuple[str, list[dict[str, object]]]]
 ) -> None:
@@ -98,19 +106,7 @@ def test_gate_passes_fast_and_fails_slow_canary(
     settings, _ = make_home(tmp_path, small_exports)
     fast, fast_seen = standins["fast"]
     slow, _ = standins["slow"]
-    ok = _cli(
-        settings.root,
-        "loadtest",
-        "gate",
-        "--model",
-        "recs",
-        "--canary-url",
-        fast,
-        "--stable-url",
-        fast,
-        "--json",
-        SHELFOPS_ROLLOUT_MAX_P95_MS="100",
-    )
+    ok = _recs_gate(settings.root, fast, fast, json_out=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     verdict = json.loads(ok.stdout.splitlines()[0])
     assert verdict["passed"] and verdict["canary"]["requests"] > 20
@@ -124,36 +120,13 @@ def test_gate_passes_fast_and_fails_slow_canary(
     assert all(i in known or i.startswith("NEW-") for i in ids)
     assert any("context" in b for b in fast_seen)
 
-    bad = _cli(
-        settings.root,
-        "loadtest",
-        "gate",
-        "--model",
-        "recs",
-        "--canary-url",
-        slow,
-        "--stable-url",
-        fast,
-        SHELFOPS_ROLLOUT_MAX_P95_MS="100",
-    )
+    bad = _recs_gate(settings.root, slow, fast)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "gate failed" in bad.stdout and "p95" in bad.stdout
 
     # Fast 200s that show the shopper nothing are failures: the gate rolls such a canary back.
     empty, _ = standins["empty"]
-    blank = _cli(
-        settings.root,
-        "loadtest",
-        "gate",
-        "--model",
-        "recs",
-        "--canary-url",
-        empty,
-        "--stable-url",
-        fast,
-        "--json",
-        SHELFOPS_ROLLOUT_MAX_P95_MS="100",
-    )
+    blank = _recs_gate(settings.root, empty, fast, json_out=True)
     assert blank.returncode == 1, blank.stdout + blank.stderr
     failed = json.loads(blank.stdout.splitlines()[0])
     assert not failed["passed"] and failed["canary"]["error_rate"] > 0.5, failed["canary"]
