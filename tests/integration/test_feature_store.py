@@ -112,3 +112,29 @@ def test_redis_online_store_serves_latest_values(featurised_home: Settings, redi
     )
     assert FeatureRepo(settings).repo_config().online_store.type == "redis"
     _online_roundtrip(settings)
+
+
+def test_materializing_as_of_a_past_week_loads_every_product_as_of_then(
+    featurised_home: Settings,
+) -> None:
+    """The product view, read from its newest stamp up to ``end``, gives each product's newest
+    offline row up to then (a product first sold later has none), like a read of all rows."""
+    repo = FeatureRepo(featurised_home)
+    repo.apply()
+    weekly = pd.read_parquet(featurised_home.features_dir / "product_weekly.parquet")
+    stamps = np.sort(weekly["event_timestamp"].unique())
+    end = pd.Timestamp(stamps[-20]) + pd.Timedelta(days=3)  # a Thursday, 17 weeks before the end
+    repo.materialize(end=end.to_pydatetime())
+    upto = weekly[weekly["event_timestamp"] <= end].sort_values("event_timestamp")
+    newest = upto.groupby("stock_code").tail(1).set_index("stock_code")
+    later = sorted(set(weekly["stock_code"]) - set(newest.index))
+    assert later, "the sample should hold products first sold after the chosen week"
+    codes = [*newest.index[:40], *later[:5]]
+    online = repo.online(DEMAND_SERVICE, [{"stock_code": c} for c in codes])
+    for i, code in enumerate(codes):
+        got = online["units_mean_4w"][i]
+        if code in newest.index:
+            assert got == pytest.approx(float(newest.loc[code, "units_mean_4w"])), code
+            assert online["weeks_since_first_sale"][i] == newest.loc[code, "weeks_since_first_sale"]
+        else:
+            assert got is None, code

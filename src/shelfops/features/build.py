@@ -586,3 +586,26 @@ def product_rows_since(
         for batch in source.iter_batches(batch_size=65_536, columns=wanted)
     ]
     return pa.Table.from_batches(parts).to_pandas()
+
+
+def newest_panel_stamp(path: Path, end: pd.Timestamp) -> pd.Timestamp | None:
+    """The newest ``product_weekly`` stamp at or before ``end`` (None: no row that old).
+
+    Every product that has any row by then has one at this stamp (the panel is complete), so
+    loading the online store as of ``end`` needs the rows of this stamp only.
+
+    Args:
+        path: The ``product_weekly.parquet`` table.
+        end: The newest event time of interest (naive times are UTC).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if "event_timestamp" not in pq.ParquetFile(path).schema_arrow.names:
+        return None
+    stamps = pq.read_table(path, columns=["event_timestamp"])["event_timestamp"]
+    end = pd.Timestamp(end)
+    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    upto = pc.filter(stamps, pc.less_equal(stamps, pa.scalar(end.to_pydatetime(), stamps.type)))
+    newest = pc.max(upto)
+    return pd.Timestamp(newest.as_py()) if newest.is_valid else None
