@@ -543,11 +543,12 @@ def newest_product_rows(path: Path, columns: list[str] | None = None) -> pd.Data
     Returns:
         The newest week's rows; empty when the table has no rows or no columns.
     """
-    return product_rows_since(path, None, columns)
+    newest = newest_panel_stamp(path)
+    return pd.DataFrame() if newest is None else product_rows_since(path, newest, columns)
 
 
 def product_rows_since(
-    path: Path, since: pd.Timestamp | None, columns: list[str] | None = None
+    path: Path, since: pd.Timestamp, columns: list[str] | None = None
 ) -> pd.DataFrame:
     """The ``product_weekly`` rows stamped at or after ``since``, filtered batch by batch.
 
@@ -557,46 +558,39 @@ def product_rows_since(
 
     Args:
         path: The ``product_weekly.parquet`` table.
-        since: Earliest stamp kept; None keeps only the newest stamp.
+        since: Earliest stamp kept (naive times are UTC).
         columns: Columns to read (default: all); ``event_timestamp`` is always read.
 
     Returns:
-        The rows; empty when the table has no rows or no columns.
+        The rows; empty when none is that new or the table has no columns.
     """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     source = pq.ParquetFile(path)
-    if "event_timestamp" not in source.schema_arrow.names:  # no sales: a table without columns
+    schema = source.schema_arrow
+    if "event_timestamp" not in schema.names:  # no sales: a table without columns
         return pd.DataFrame()
     wanted = None if columns is None else list(dict.fromkeys([*columns, "event_timestamp"]))
-    stamps = pq.read_table(path, columns=["event_timestamp"])["event_timestamp"]
-    newest = pc.max(stamps)
-    if not newest.is_valid:
-        return pd.DataFrame(columns=wanted)
-    if since is None:
-        keep = lambda b: pc.equal(b["event_timestamp"], newest)  # noqa: E731
-    else:
-        start = pd.Timestamp(since)
-        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-        first = pa.scalar(start.to_pydatetime(), type=stamps.type)
-        keep = lambda b: pc.greater_equal(b["event_timestamp"], first)  # noqa: E731
+    first = pa.scalar(_utc_stamp(since).to_pydatetime(), schema.field("event_timestamp").type)
     parts = [
-        batch.filter(keep(batch))
+        batch.filter(pc.greater_equal(batch["event_timestamp"], first))
         for batch in source.iter_batches(batch_size=65_536, columns=wanted)
     ]
+    if not parts:
+        return pd.DataFrame(columns=wanted or schema.names)
     return pa.Table.from_batches(parts).to_pandas()
 
 
-def newest_panel_stamp(path: Path, end: pd.Timestamp) -> pd.Timestamp | None:
-    """The newest ``product_weekly`` stamp at or before ``end`` (None: no row that old).
+def newest_panel_stamp(path: Path, end: pd.Timestamp | None = None) -> pd.Timestamp | None:
+    """The newest ``product_weekly`` stamp, at or before ``end`` when given (None: no such row).
 
     Every product that has any row by then has one at this stamp (the panel is complete), so
     loading the online store as of ``end`` needs the rows of this stamp only.
 
     Args:
         path: The ``product_weekly.parquet`` table.
-        end: The newest event time of interest (naive times are UTC).
+        end: The newest event time of interest (naive times are UTC); None for no limit.
     """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -604,8 +598,14 @@ def newest_panel_stamp(path: Path, end: pd.Timestamp) -> pd.Timestamp | None:
     if "event_timestamp" not in pq.ParquetFile(path).schema_arrow.names:
         return None
     stamps = pq.read_table(path, columns=["event_timestamp"])["event_timestamp"]
-    end = pd.Timestamp(end)
-    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    upto = pc.filter(stamps, pc.less_equal(stamps, pa.scalar(end.to_pydatetime(), stamps.type)))
-    newest = pc.max(upto)
+    if end is not None:
+        limit = pa.scalar(_utc_stamp(end).to_pydatetime(), stamps.type)
+        stamps = pc.filter(stamps, pc.less_equal(stamps, limit))
+    newest = pc.max(stamps)
     return pd.Timestamp(newest.as_py()) if newest.is_valid else None
+
+
+def _utc_stamp(value: pd.Timestamp) -> pd.Timestamp:
+    """``value`` as a UTC timestamp (naive times are taken as UTC)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

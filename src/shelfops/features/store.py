@@ -30,6 +30,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
 
+from shelfops.features.build import newest_panel_stamp
 from shelfops.features.definitions import (
     BEHAVIOUR_VIEW,
     CONSENT_VIEW,
@@ -193,8 +194,6 @@ class FeatureRepo:
             end: Newest event time to load (default: now).
             services: Only the views these FeatureServices read (default: every view).
         """
-        from shelfops.features.build import newest_panel_stamp
-
         end = end or dt.datetime.now(dt.UTC)
         if services is not None:
             views = list(dict.fromkeys(v for s in services for v in self.feature_refs(s)))

@@ -169,7 +169,7 @@ class DemandServer(ModelServer):
             if rows is None:
                 log.warning("forecast snapshot refresh failed (%s); keeping the previous", reason)
                 return False
-            columns = self._known(rows)
+            columns = self._known_rows(rows)
             if not columns.get("stock_code"):
                 continue
             with self.compute:
@@ -200,7 +200,7 @@ class DemandServer(ModelServer):
             except Exception:  # the next round tries again; requests use the request path
                 log.exception("forecast snapshot refresh failed")
 
-    def _known(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def _known_rows(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """The online rows of products the store knows, remembered for the fallback."""
         known = [i for i, v in enumerate(rows.get("weeks_since_first_sale", [])) if v is not None]
         columns = {k: [v[i] for i in known] for k, v in rows.items()}
@@ -336,7 +336,7 @@ class DemandServer(ModelServer):
             sources += [snap.source[i] for i in idx]
             parts.append(snap.cube[idx, :h])
         if rows is not None:
-            columns = self._known(rows)
+            columns = self._known_rows(rows)
             if columns.get("stock_code"):
                 with self.compute:
                     out, source = self.predictor.forecast(columns, origin)
