@@ -169,14 +169,10 @@ class DemandServer(ModelServer):
             if rows is None:
                 log.warning("forecast snapshot refresh failed (%s); keeping the previous", reason)
                 return False
-            columns = self._known_rows(rows)
-            if not columns.get("stock_code"):
-                continue
-            with self.compute:
-                out, source = self.predictor.forecast(columns, origin)
-            codes += [str(c) for c in columns["stock_code"]]
-            parts.append(out[:, :, 1:4].astype(np.float64))
-            sources += [str(x) for x in source.tolist()]
+            found, source, cube = self._model_cube(rows, origin)
+            codes += found
+            sources += source
+            parts.append(cube)
         cube = np.concatenate(parts) if parts else np.zeros((0, self.horizon, 3))
         self.snapshot = ForecastSnapshot(
             origin=origin,
@@ -199,6 +195,25 @@ class DemandServer(ModelServer):
                 self.refresh_forecasts()
             except Exception:  # the next round tries again; requests use the request path
                 log.exception("forecast snapshot refresh failed")
+
+    def _model_cube(
+        self, rows: dict[str, list[Any]], origin: pd.Timestamp
+    ) -> tuple[list[str], list[str], np.ndarray]:
+        """The model's forecasts of the products in online ``rows`` that the store knows.
+
+        One model call under the compute lock, shared by requests and snapshot refreshes.
+
+        Returns:
+            Their stock codes, what produced each forecast (``model``, a baseline or a
+            combination) and ``(products, horizon, 3)``: P10, P50, P90 in units per week.
+        """
+        columns = self._known_rows(rows)
+        if not columns.get("stock_code"):
+            return [], [], np.zeros((0, self.horizon, 3))
+        with self.compute:
+            out, source = self.predictor.forecast(columns, origin)
+        codes = [str(c) for c in columns["stock_code"]]
+        return codes, [str(x) for x in source.tolist()], out[:, :, 1:4].astype(np.float64)
 
     def _known_rows(self, rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """The online rows of products the store knows, remembered for the fallback."""
@@ -336,13 +351,10 @@ class DemandServer(ModelServer):
             sources += [snap.source[i] for i in idx]
             parts.append(snap.cube[idx, :h])
         if rows is not None:
-            columns = self._known_rows(rows)
-            if columns.get("stock_code"):
-                with self.compute:
-                    out, source = self.predictor.forecast(columns, origin)
-                found += [str(c) for c in columns["stock_code"]]
-                sources += [str(x) for x in source.tolist()]
-                parts.append(out[:, :h, 1:4].astype(np.float64))
+            live, source, cube = self._model_cube(rows, origin)
+            found += live
+            sources += source
+            parts.append(cube[:, :h])
         by_code: dict[str, ProductForecast] = {}
         if found:
             cube = np.concatenate(parts)  # P10, P50, P90 per product and week
