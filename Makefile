@@ -81,8 +81,8 @@ validate-k8s: install ## Lint and validate the Helm chart, manifests and workflo
 compile-pipelines: install ## Compile the Kubeflow pipelines to YAML (pipelines/compiled/, committed)
 	$(BIN)/shelfops pipeline compile --out pipelines/compiled/training_pipeline.yaml
 
-fuzz: test-deps ## The schemathesis fuzz of both Bentos at 500 examples per operation (make test runs 30)
-	SHELFOPS_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/integration/serving/test_serving_bentoml.py -k fuzz
+fuzz: test-deps ## The schemathesis fuzz of both Bentos at 2,000 examples per operation (make test runs 500)
+	SHELFOPS_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/integration/serving/test_serving_fuzz.py
 
 bench: install ## Run the benchmarks and print their figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_data.py
