@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from shelfops.evaluation.backtest import run_backtest
-from shelfops.evaluation.metrics import DEMAND_METRICS, DISCOVERY_METRICS, RECS_METRICS
+from shelfops.evaluation.metrics import (
+    DEMAND_METRICS,
+    DISCOVER_LIST_METRICS,
+    DISCOVERY_METRICS,
+    RECS_METRICS,
+)
 from shelfops.evaluation.rolling import OriginPlan
 from shelfops.settings import Settings
 
@@ -117,7 +122,7 @@ def main() -> int:
         figures["demand_segments"] = result["demand"]["segments"]
     if "recommendations" in result:
         figures["recommendations"] = _figures(
-            result["recommendations"], RECS_METRICS + DISCOVERY_METRICS
+            result["recommendations"], RECS_METRICS + DISCOVERY_METRICS + DISCOVER_LIST_METRICS
         )
         figures["customers_evaluated"] = result["recommendations"]["customers_evaluated"]
     print(json.dumps(figures, indent=2))

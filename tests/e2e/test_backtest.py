@@ -10,7 +10,7 @@ import pytest
 
 from shelfops.data.generate import GeneratorConfig, generate
 from shelfops.evaluation.backtest import run_backtest
-from shelfops.evaluation.metrics import DISCOVERY_METRICS
+from shelfops.evaluation.metrics import DISCOVER_LIST_METRICS, DISCOVERY_METRICS
 from shelfops.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -46,6 +46,7 @@ def test_backtest_json_shape_and_model_beats_baselines(tmp_path: Path) -> None:
         "recall@10_repeat",
         "recall@10_new",
         *DISCOVERY_METRICS,
+        *DISCOVER_LIST_METRICS,
     ):
         assert isinstance(r["model"][key], float)
     assert d["products_evaluated"] > 100 and r["customers_evaluated"] > 100

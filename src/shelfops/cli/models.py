@@ -64,7 +64,10 @@ def _origin_table(title: str, task: dict[str, Any], metrics: list[str]) -> Table
 
 
 def _discovery_table(r: dict[str, Any]) -> Table:
-    """The model with its last E places given to new popular items, against the baselines."""
+    """The model with its last E places given to new popular items, against the baselines.
+
+    The last row is the model's discover list (no regulars), a second list beside the main one.
+    """
     base = r["baselines"]
     best = max(base, key=lambda n: base[n].get("recall@10") or 0.0)
     pop_new = (base.get("popularity") or {}).get("recall@10_new")
@@ -86,6 +89,17 @@ def _discovery_table(r: dict[str, Any]) -> Table:
             format_metric(m.get(f"ndcg@10{tag}")),
             format_metric(new),
             f"{vs:+.1%}" if vs is not None else "–",
+            f"{vp:+.1%}" if vp is not None else "–",
+        )
+    new = r["model"].get("recall@10_new_discover_list")
+    if new is not None:  # a list of its own: its recall is not the main list's
+        vp = relative_improvement(new, pop_new, False) if pop_new else None
+        table.add_row(
+            "discover list",
+            format_metric(r["model"].get("recall@10_discover_list")),
+            format_metric(r["model"].get("ndcg@10_discover_list")),
+            format_metric(new),
+            "–",
             f"{vp:+.1%}" if vp is not None else "–",
         )
     return table

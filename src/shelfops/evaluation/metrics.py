@@ -34,6 +34,12 @@ DISCOVERY_METRICS = tuple(
     f"{m}_discovery{e}" for e in DISCOVERY_SLOTS for m in ("recall@10", "ndcg@10", "recall@10_new")
 )
 
+#: The model's discover list (``RecsModel.recommend(..., discover=True)``: no regulars), scored
+#: as a list of its own: what a "new to you" shelf recalls, beside the main list.
+DISCOVER_LIST_METRICS = tuple(
+    f"{m}_discover_list" for m in ("recall@10", "ndcg@10", "recall@10_new")
+)
+
 
 def format_metric(value: object) -> str:
     """How reports and tables print a metric: 4 decimals for floats, a dash when missing."""
@@ -373,6 +379,30 @@ def discovery_metrics(
         for name in (f"recall@{k}", f"ndcg@{k}", f"recall@{k}_new"):
             out[f"{name}_discovery{e}"] = float(m[name])
     return out
+
+
+def discover_list_metrics(
+    lists: Mapping[str, Sequence[str]],
+    targets: Mapping[str, set[str]],
+    history: Mapping[str, set[str]],
+    k: int = 10,
+) -> dict[str, float]:
+    """Recall, NDCG and explore recall of the discover list, a list of its own.
+
+    Args:
+        lists: Customer id to their discover list, best first.
+        targets: Customer id to the item set of their first invoice after the cutoff.
+        history: Customer id to the items they bought before the cutoff (for explore recall).
+        k: Cut-off.
+
+    Returns:
+        :data:`DISCOVER_LIST_METRICS`.
+    """
+    m = recs_metrics(lists, targets, history, 0, k)
+    return {
+        f"{name}_discover_list": float(m[name])
+        for name in (f"recall@{k}", f"ndcg@{k}", f"recall@{k}_new")
+    }
 
 
 def relative_improvement(model: float, baseline: float, lower_is_better: bool) -> float:

@@ -11,6 +11,7 @@ from shelfops.data.consent import personalizable_customers
 from shelfops.evaluation.metrics import (
     DemandEval,
     demand_metrics,
+    discover_list_metrics,
     discovery_metrics,
     naive_scale,
     recs_metrics,
@@ -94,7 +95,8 @@ def score_recs(
 
     Returns:
         ``({name: metrics}, the model's recommendations)``; the model's metrics also say what
-        giving its last places to new popular items would do (:func:`discovery_metrics`).
+        giving its last places to new popular items would do (:func:`discovery_metrics`), and
+        how its discover list scores as a list of its own (:func:`discover_list_metrics`).
     """
     stats = sl.stats
     allowed = [stats.items[i] for i in np.flatnonzero(stats.recommendable)]
@@ -125,4 +127,8 @@ def score_recs(
     scores = {name: recs_metrics(r, sl.targets, history, size, k) for name, r in ranked.items()}
     if model is not None:
         scores["model"] |= discovery_metrics(ranked["model"], sl.targets, history, popular, k)
+        discover = model.recommend(sl.rows, k=k, now=sl.cutoff, discover=True)
+        scores["model"] |= discover_list_metrics(
+            {c: [r.stock_code for r in v] for c, v in discover.items()}, sl.targets, history, k
+        )
     return scores, recs

@@ -835,6 +835,20 @@ class Ranked:
     """The candidate batch's items, pair features and co-purchase sources, as numpy."""
 
 
+_OWN = PAIR_FEATURES.index("own")
+
+
+def regulars(ranked: Ranked, row: int) -> np.ndarray:
+    """Item rows of a customer's regulars: the recommendable top items of their feature row.
+
+    What the discover list leaves out (:meth:`RecsModel.rank` with ``discover``): the model
+    knows a customer's history only as those top items, so an item bought once long ago may
+    still be "new" to it.
+    """
+    items, feats, _ = ranked.arrays
+    return items[row][feats[row, :, _OWN] > 0]
+
+
 class Recommendation:
     """One recommended item; its reason is worded when first read (most candidates never are)."""
 
@@ -969,7 +983,7 @@ class RecsModel:
             out &= np.array([len(_as_list(v)) > 0 for v in items], bool)
         return out
 
-    def rank(self, rows: Rows, k: int, now_s: float) -> Ranked:
+    def rank(self, rows: Rows, k: int, now_s: float, discover: bool = False) -> Ranked:
         """The best ``k`` scored candidates of every row, as arrays (no objects, no top-up).
 
         Every row is scored as personal: callers pass only customers who may be personalised.
@@ -980,6 +994,9 @@ class RecsModel:
             rows: ``recs_v1`` rows as columns (or anything :func:`as_columns` takes).
             k: Candidates to keep per row.
             now_s: Scoring time, epoch seconds.
+            discover: The discover list: the customer's regulars (the top items of their
+                feature row) are not candidates, so the best of the rest is ranked: items
+                bought with theirs, trending and newly tried items (:func:`regulars`).
 
         Returns:
             The ranked candidates; a row with fewer than ``k`` candidates is padded with item
@@ -988,6 +1005,8 @@ class RecsModel:
         cols = as_columns(rows)
         batch = build_candidates(cols, self.stats, self.config, np.full(_length(cols), now_s))
         scores = self.score_batch(batch).numpy()
+        if discover:
+            scores = np.where(batch.feats.numpy()[..., _OWN] > 0, np.float32(-np.inf), scores)
         kk = min(k, scores.shape[1])
         # best kk per row, best first (stable: ties keep candidate order)
         top_index = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
@@ -1008,6 +1027,7 @@ class RecsModel:
         k: int = 10,
         now: pd.Timestamp | None = None,
         batch_size: int = 512,
+        discover: bool = False,
     ) -> dict[str, list[Recommendation]]:
         """Top-``k`` recommendations per customer row, never a discontinued item.
 
@@ -1020,6 +1040,8 @@ class RecsModel:
             k: List length.
             now: Scoring time (default: the model's training cutoff).
             batch_size: Customers per forward pass.
+            discover: The discover list (:meth:`rank`): no regulars, in the ranking or the
+                popularity top-up.
 
         Returns:
             ``{customer_id: [Recommendation, ...]}``.
@@ -1039,13 +1061,13 @@ class RecsModel:
         for s in range(0, len(personal), batch_size):
             take = personal[s : s + batch_size]
             part = {name: [v[i] for i in take] for name, v in cols.items()}
-            ranked = self.rank(part, k, now_s)
+            ranked = self.rank(part, k, now_s, discover)
             top_values = ranked.scores.tolist()
             top_items = ranked.items.tolist()
             top_index_l = ranked.column.tolist()
             for r, cid in enumerate(ranked.customer_ids):
                 recs: list[Recommendation] = []
-                seen: set[int] = set()
+                seen: set[int] = set(regulars(ranked, r).tolist()) if discover else set()
                 for sc, ci, j in zip(top_values[r], top_index_l[r], top_items[r], strict=True):
                     if j < 0 or not math.isfinite(sc):
                         continue

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from shelfops.features.definitions import RECS_SERVICE
-from shelfops.models.recs import Ranked, Recommendation, RecsModel, Rows
+from shelfops.models.recs import Ranked, Recommendation, RecsModel, Rows, regulars
 from shelfops.predictors.base import RegistryPredictor
 
 
@@ -29,6 +29,7 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
         rows: Rows,
         k: int = 10,
         now: pd.Timestamp | None = None,
+        discover: bool = False,
     ) -> dict[str, list[Recommendation]]:
         """Top-``k`` items per customer as the model's objects (reasons worded when read).
 
@@ -37,24 +38,32 @@ class RecsPredictor(RegistryPredictor[RecsModel]):
                 an offline frame, or online rows as dicts or columns (scored without pandas).
             k: List length.
             now: Scoring time (default: the model's training cutoff).
+            discover: The discover list: no regulars (:meth:`RecsModel.rank`).
 
         Returns:
             ``{customer_id: [Recommendation, ...]}``; a popularity top-up scores ``-inf``.
         """
-        return self.model.recommend(rows, k=k, now=now)
+        return self.model.recommend(rows, k=k, now=now, discover=discover)
 
-    def rank(self, rows: Rows, k: int, now: pd.Timestamp | None = None) -> Ranked:
+    def rank(
+        self, rows: Rows, k: int, now: pd.Timestamp | None = None, discover: bool = False
+    ) -> Ranked:
         """The best ``k`` scored candidates of each personal row, as arrays (the server's path).
 
         Args:
             rows: ``recs_v1`` rows of customers who may be personalised and have a history.
             k: Candidates per customer.
             now: Scoring time (default: the model's training cutoff).
+            discover: The discover list: no regulars (:meth:`RecsModel.rank`).
 
         Returns:
             Item rows, scores and what their reasons are worded from, best first.
         """
-        return self.model.rank(rows, k, self.model.now_seconds(now))
+        return self.model.rank(rows, k, self.model.now_seconds(now), discover)
+
+    def regulars(self, ranked: Ranked, row: int) -> list[int]:
+        """Item rows of row ``row``'s regulars, which a discover list leaves out."""
+        return regulars(ranked, row).tolist()
 
     def reasons(self, ranked: Ranked, rows: Sequence[int], ranks: Sequence[int]) -> list[str]:
         """The reasons for the ``ranks[n]``-th item of row ``rows[n]`` of :meth:`rank`'s answer."""

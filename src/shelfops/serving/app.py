@@ -455,6 +455,19 @@ def _one_int(inputs: V2Inputs, name: str, default: int) -> int:
     return value
 
 
+def _one_bool(inputs: V2Inputs, name: str) -> bool:
+    """An optional input holding exactly one boolean (false when absent)."""
+    values = inputs.get(name)
+    if values is None:
+        return False
+    value = values[0] if len(values) == 1 else None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name!r} must be one boolean (BOOL, shape [1])")
+    return value
+
+
 def v2_inputs(infer: Any) -> V2Inputs:
     """The inputs of a parsed kserve ``InferRequest`` (binary extension, the stock peer)."""
     return {t.name: np.ravel(t.data).tolist() for t in infer.inputs}
@@ -466,7 +479,7 @@ def v2_recs_infer(
     """Recommendations for a V2 request: one row of k items per ``customer_id`` value.
 
     Raises:
-        BadRequest: Missing or bad ``customer_id`` or ``k`` (the message says which).
+        BadRequest: Missing or bad ``customer_id``, ``k`` or ``discover`` (the message says which).
     """
     ids = _strings(inputs, "customer_id")
     if not ids or len(ids) > server.serving.max_batch:
@@ -480,7 +493,10 @@ def v2_recs_infer(
     k = _one_int(inputs, "k", 10)
     if k < 1:
         raise BadRequest(f"'k' must be at least 1, got {k}")
-    rows = server.recommend_many(ids, k, request_id=request_id, synthetic=synthetic)
+    discover = _one_bool(inputs, "discover")
+    rows = server.recommend_many(
+        ids, k, request_id=request_id, synthetic=synthetic, discover=discover
+    )
     width = max(len(r.items) for r in rows)
     pad = [""] * width
 

@@ -59,6 +59,8 @@ def example_requests(settings: Settings, recs_url: str | None, demand_url: str |
 
     if recs_url:
         lines.append(post(f"{recs_url}/recommend", {"customer_id": customer, "k": 5}))
+        discover = {"customer_id": customer, "k": 5, "discover": True}
+        lines.append(post(f"{recs_url}/recommend", discover))
         v2 = {
             "inputs": [
                 {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [customer]}

@@ -310,6 +310,7 @@ class RecsServer(ModelServer):
             request_id=request_id,
             explain=req.explain,
             synthetic=synthetic,
+            discover=req.discover,
         )[0]
 
     def recommend_many(
@@ -320,6 +321,7 @@ class RecsServer(ModelServer):
         request_id: str | None = None,
         explain: bool = False,
         synthetic: bool = False,
+        discover: bool = False,
     ) -> list[RecommendResponse]:
         """Recommend for several customers with one store read and one scoring batch.
 
@@ -330,6 +332,8 @@ class RecsServer(ModelServer):
             request_id: The caller's id for this request (shared by the answers).
             explain: List the candidates the rules removed in each answer.
             synthetic: Gate, load-test or warm-up traffic: not logged for monitoring.
+            discover: The discover list: the best items that are not the customer's regulars
+                (:meth:`~shelfops.models.recs.RecsModel.rank`), topped up the same way.
 
         Returns:
             One response per customer, in order.
@@ -351,11 +355,14 @@ class RecsServer(ModelServer):
         exclude = set(context.exclude_stock_codes) if context else set()
         category = context.category if context else None
         with self.compute:
-            responses = self._answers(states, k, exclude, category, rid, explain)
+            responses = self._answers(states, k, exclude, category, rid, explain, discover)
         if synthetic:
             if cpu_started is not None:
                 self.synthetic_done(cpu_started)
-        elif self.hooks:  # building records costs time; skip it when nobody listens
+        elif self.hooks and not discover:
+            # Building records costs time; skip it when nobody listens. Discover lists are not
+            # logged: their scores are a different distribution from the main list's, which
+            # drift and the reference snapshot describe (they still count in /metrics).
             latency_ms = (time.perf_counter() - started) * 1000.0
             for s, r in zip(states, responses, strict=True):
                 self.emit(
@@ -407,6 +414,7 @@ class RecsServer(ModelServer):
         category: str | None,
         rid: str,
         explain: bool,
+        discover: bool = False,
     ) -> list[RecommendResponse]:
         """Score the personal customers as one batch, apply the rules as array masks, answer.
 
@@ -415,7 +423,8 @@ class RecsServer(ModelServer):
         (:class:`~shelfops.serving.rules.RuleMasks`, from :func:`~shelfops.serving.rules.check`),
         surplus items get the boost, the best ``k`` kept are served in score order (ties keep
         the model's order), and a list left short is topped up from popularity under the same
-        rules. Objects and reasons are built only for the items served.
+        rules. Objects and reasons are built only for the items served. A discover list ranks
+        and tops up without the customer's regulars.
         """
         masks = self._masks()
         allowed = self._allowed_items(exclude, category)
@@ -425,10 +434,13 @@ class RecsServer(ModelServer):
             np.float64,
         )
         served: dict[int, tuple[list[RecommendedItem], list[Removal]]] = {}
+        skip: dict[int, list[int]] = {}  # a discover list's regulars, kept out of its top-up
         counts = np.zeros(len(REMOVING_RULES) + 1, np.int64)
         if personal:
             pool = personal_pool(k, len(self.items), self.serving)
-            ranked = self.predictor.rank([states[i].row for i in personal], pool, self.clock())
+            ranked = self.predictor.rank(
+                [states[i].row for i in personal], pool, self.clock(), discover
+            )
             scores = ranked.scores.astype(np.float64)
             items = np.maximum(ranked.items, 0)
             ok = (ranked.items >= 0) & np.isfinite(scores)  # model top-ups are left to ours
@@ -470,6 +482,8 @@ class RecsServer(ModelServer):
                     else []
                 )
                 served[i] = (out, removals)
+                if discover:
+                    skip[i] = self.predictor.regulars(ranked, r)
         self._count_removals(counts, "personal")
         pop_counts = np.zeros_like(counts)
         responses = []
@@ -491,6 +505,7 @@ class RecsServer(ModelServer):
                     fill_source,
                     pop_counts,
                     explain,
+                    skip.get(i, ()),
                 )
                 items_i = items_i + extra
                 listed += [
@@ -563,10 +578,12 @@ class RecsServer(ModelServer):
         source: ItemSource,
         counts: np.ndarray,
         explain: bool,
+        skip: Sequence[int] = (),
     ) -> tuple[list[RecommendedItem], list[Removal]]:
         """Popular items that pass the rules, and the popular items the rules removed.
 
-        Walks the popularity order past what is taken or out of context, keeping the first
+        Walks the popularity order past what is taken, skipped (item rows: a discover list's
+        regulars) or out of context, keeping the first
         ``n`` items the rules allow; removals are those met before the ``n``-th kept item
         (added to ``counts``; worded only with ``explain``).
         """
@@ -574,8 +591,8 @@ class RecsServer(ModelServer):
         rows = self._popular_rows
         if allowed is not None:
             rows = rows[allowed[rows]]
-        if taken:
-            gone = np.asarray([self._index[i.stock_code] for i in taken])
+        if taken or skip:
+            gone = np.asarray([*(self._index[i.stock_code] for i in taken), *skip], np.int64)
             rows = rows[~np.isin(rows, gone)]
         rule = masks.removed_by(rows, affinity)
         kept_at = np.flatnonzero(rule == 0)
@@ -608,6 +625,7 @@ class RecsServer(ModelServer):
             "inputs": [
                 {"name": "customer_id", "datatype": "BYTES", "shape": [-1]},
                 {"name": "k", "datatype": "INT32", "shape": [1]},
+                {"name": "discover", "datatype": "BOOL", "shape": [1]},
             ],
             "outputs": [
                 {"name": "stock_code", "datatype": "BYTES", "shape": [-1, -1]},

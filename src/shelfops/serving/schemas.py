@@ -38,6 +38,11 @@ class RecommendRequest(_Strict):
     explain: bool = Field(
         False, description="Also list the candidates the merchandising rules removed, and why."
     )
+    discover: bool = Field(
+        False,
+        description="The discover list: the model's best items that are not among the "
+        "customer's regulars (their most bought items), for a 'new to you' shelf.",
+    )
 
 
 ItemSource = Literal["personal", "popularity_top_up", "cold_start", "non_personal"]

@@ -132,6 +132,57 @@ def test_context_excludes_basket_items_and_filters_by_category(
     assert scoped["items"] and all(i["category"] == category for i in scoped["items"])
 
 
+def test_the_discover_list_serves_no_regulars_over_friendly_and_v2(
+    recs_client: TestClient, recs_server: RecsServer, trained_home: Settings
+) -> None:
+    """``discover`` answers k items, none of the customer's top items, the same over V2.
+
+    Its top-up skips the regulars too; a non-boolean ``discover`` is a 422 that names it.
+    """
+    customer = known_customer(trained_home)
+    (state,) = recs_server.customers([customer])
+    regulars = set(map(str, state.row["top_items"]))
+    main = recs_client.post("/recommend", json={"customer_id": customer, "k": 10}).json()
+    assert {i["stock_code"] for i in main["items"]} & regulars  # the main list has regulars
+    body = recs_client.post(
+        "/recommend", json={"customer_id": customer, "k": 10, "discover": True}
+    ).json()
+    codes = [i["stock_code"] for i in body["items"]]
+    assert body["personalized"] and len(codes) == 10 == len(set(codes))
+    assert not set(codes) & regulars
+    assert body["items"][0]["source"] == "personal" and all(i["reason"] for i in body["items"])
+    # a k beyond the model's candidates makes the popularity top-up work: no regulars there
+    many = recs_client.post(
+        "/recommend",
+        json={"customer_id": customer, "k": recs_server.serving.max_k, "discover": True},
+    ).json()
+    sources = {i["source"] for i in many["items"]}
+    assert "popularity_top_up" in sources
+    assert not {i["stock_code"] for i in many["items"]} & regulars
+    v2 = recs_client.post(
+        "/v2/models/recs/infer",
+        json={
+            "inputs": [
+                {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [customer]},
+                {"name": "discover", "datatype": "BOOL", "shape": [1], "data": [True]},
+            ]
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    (stock,) = [o for o in v2.json()["outputs"] if o["name"] == "stock_code"]
+    assert stock["data"] == codes
+    bad = recs_client.post(
+        "/v2/models/recs/infer",
+        json={
+            "inputs": [
+                {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [customer]},
+                {"name": "discover", "datatype": "INT32", "shape": [1], "data": [1]},
+            ]
+        },
+    )
+    assert bad.status_code == 422 and "discover" in bad.json()["error"]
+
+
 def test_rules_file_changes_behaviour_without_code(trained_home: Settings, tmp_path) -> None:
     """A stricter YAML (no markdowns at all) removes every item that has taken a markdown."""
     rules = tmp_path / "strict.yaml"
@@ -213,7 +264,11 @@ def test_v2_protocol_with_kserve_client(
     p10, p50, p90 = (dem.get_output_by_name(q).as_numpy() for q in ("p10", "p50", "p90"))
     assert p50.shape == (2, 3) and (p10 <= p50).all() and (p50 <= p90).all()
     meta = recs_client.get("/v2/models/recs").json()
-    assert meta["name"] == "recs" and {i["name"] for i in meta["inputs"]} == {"customer_id", "k"}
+    assert meta["name"] == "recs" and {i["name"] for i in meta["inputs"]} == {
+        "customer_id",
+        "k",
+        "discover",
+    }
 
 
 BAD_RECS: list[tuple[str, str, Any, int, str]] = [
@@ -448,6 +503,9 @@ def test_monitored_server_logs_predictions_and_records_feedback(
             ],
         }
         assert client.post("/v2/models/recs/infer", json=v2, headers=SYNTHETIC).status_code == 200
+        discover = client.post(
+            "/recommend", json={"customer_id": customer, "k": 3, "discover": True}
+        ).json()["request_id"]
         bought = client.post("/recommend", json={"customer_id": customer, "k": 1}).json()["items"][
             0
         ]["stock_code"]
@@ -476,6 +534,8 @@ def test_monitored_server_logs_predictions_and_records_feedback(
     assert set(mine["model"]) == {"recs"}
     # gate, load-test and benchmark traffic never reaches the log that drift/accuracy read
     assert not set(logged["request_id"]) & {*synthetic, "synthetic-v2"}
+    # nor do discover lists, whose scores drift would compare with the main list's reference
+    assert discover not in set(logged["request_id"])
     feedback = FeedbackStore(trained_home).read("recommendation")
     assert ids[0] in set(feedback["request_id"]) and synthetic[0] not in set(feedback["request_id"])
 

@@ -13,6 +13,7 @@ from shelfops.evaluation.metrics import (
     bias,
     coverage,
     demand_metrics,
+    discover_list_metrics,
     discovery_metrics,
     hit_at_k,
     naive_scale,
@@ -138,8 +139,53 @@ def test_discovery_slots_give_the_last_places_to_new_popular_items() -> None:
     assert recs_metrics(ranked, targets, history, 4, k=2)["recall@2_new"] == 0.0
 
 
+def test_the_discover_list_is_scored_as_a_list_of_its_own() -> None:
+    """Recall, NDCG and explore recall of discover lists, hand-computed, under their own keys."""
+    lists = {"c1": ["p", "x"], "c2": ["q", "e"]}
+    targets = {"c1": {"a", "p"}, "c2": {"e", "q"}}
+    history = {"c1": {"a", "b"}, "c2": {"d", "e"}}
+    m = discover_list_metrics(lists, targets, history, k=2)
+    assert set(m) == {
+        "recall@2_discover_list",
+        "ndcg@2_discover_list",
+        "recall@2_new_discover_list",
+    }
+    # c1 finds p (1 of 2 targets, rank 1); c2 finds both; new targets: c1 {p}, c2 {q}, both found
+    assert m["recall@2_discover_list"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["recall@2_new_discover_list"] == pytest.approx(1.0)
+    assert m["ndcg@2_discover_list"] == pytest.approx((1 / (1 + 1 / np.log2(3)) + 1.0) / 2)
+
+
 def test_relative_improvement_direction() -> None:
     """Improvement is positive when the model is better, for errors and for scores."""
     assert relative_improvement(0.9, 1.0, lower_is_better=True) == pytest.approx(0.1)
     assert relative_improvement(0.33, 0.30, lower_is_better=False) == pytest.approx(0.1)
     assert math.isnan(relative_improvement(1.0, 0.0, lower_is_better=True))
+
+
+def test_the_backtest_table_prints_the_discover_list_against_popularitys_explore_recall() -> None:
+    """The discovery table ends with the discover list row: its metrics and its gain over pop."""
+    from rich.console import Console
+
+    from shelfops.cli.models import _discovery_table
+
+    model = {"recall@10": 0.17, "ndcg@10": 0.2, "recall@10_new": 0.004}
+    model |= {f"{m}_discovery{e}": 0.1 for e in (2, 4, 6) for m in ("recall@10", "ndcg@10")}
+    model |= {f"recall@10_new_discovery{e}": 0.01 for e in (2, 4, 6)}
+    model |= {
+        "recall@10_discover_list": 0.024,
+        "ndcg@10_discover_list": 0.03,
+        "recall@10_new_discover_list": 0.018,
+    }
+    r = {
+        "model": model,
+        "baselines": {
+            "popularity": {"recall@10": 0.09, "recall@10_new": 0.015},
+            "tifuknn": {"recall@10": 0.16, "recall@10_new": 0.001},
+        },
+    }
+    console = Console(width=200, record=True)
+    console.print(_discovery_table(r))
+    last = [line for line in console.export_text().splitlines() if "discover list" in line]
+    assert len(last) == 1
+    assert "0.0240" in last[0] and "0.0180" in last[0] and "+20.0%" in last[0]

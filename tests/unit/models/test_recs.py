@@ -133,28 +133,71 @@ def test_repeat_buyers_get_their_staples(trained: dict[str, Any]) -> None:
     assert np.mean(hits) > 0.95
 
 
+def one_item_history(item: str) -> pd.DataFrame:
+    """The feature row of customer "new", who bought ``item`` once, the day before the cutoff."""
+    day_before = int(CUTOFF.value // 10**9) - 86400
+    return pd.DataFrame(
+        [
+            {
+                "customer_id": "new",
+                "top_items": [item],
+                "top_item_counts": [1],
+                "top_item_last_ts": [day_before],
+                "invoices_total": 1,
+                "invoices_90d": 1,
+                "last_purchase_ts": day_before,
+                "opted_out_personalization": False,
+            }
+        ]
+    )
+
+
 def test_co_purchase_pattern_is_recovered(trained: dict[str, Any]) -> None:
     """Each planted pair is its partner's top neighbour, and a one-item history gets the partner."""
     stats = trained["model"].stats
     idx = stats.index
     for k in range(10):
         assert stats.items[int(stats.nbr_idx[idx[f"a{k}"], 0])] == f"b{k}"
-    row = pd.DataFrame(
-        [
-            {
-                "customer_id": "new",
-                "top_items": ["a3"],
-                "top_item_counts": [1],
-                "top_item_last_ts": [int(CUTOFF.value // 10**9) - 86400],
-                "invoices_total": 1,
-                "invoices_90d": 1,
-                "last_purchase_ts": int(CUTOFF.value // 10**9) - 86400,
-                "opted_out_personalization": False,
-            }
-        ]
-    )
+    row = one_item_history("a3")
     recs = RecsPredictor(trained["model"]).predict(row, k=25)["new"]
     assert any(r["stock_code"] == "b3" and "often bought with" in r["reason"] for r in recs)
+
+
+def test_the_discover_list_leaves_out_regulars_and_keeps_what_goes_with_them(
+    trained: dict[str, Any],
+) -> None:
+    """Discover lists have no top item of the customer, in ranking or top-up; the rest stays.
+
+    The planted partner of a one-item history is still found (it is not a regular), and the
+    staples that head the main lists never appear.
+    """
+    model = trained["model"]
+    rows = trained["rows"]
+    main = model.recommend(rows, k=10)
+    discover = model.recommend(rows, k=10, discover=True)
+    tops = {
+        str(c): set(map(str, t)) if isinstance(t, list | np.ndarray) else set()
+        for c, t in zip(rows["customer_id"], rows["top_items"], strict=True)
+    }
+    personal = [c for c in main if c not in trained["world"]["opted"]]
+    assert personal
+    for c in personal:
+        codes = [r.stock_code for r in discover[c]]
+        assert len(codes) == 10 == len(set(codes))
+        assert not set(codes) & tops[c], (c, set(codes) & tops[c])
+        assert trained["world"]["staples"][c] not in codes
+    # a main list is mostly regulars, so the discover list differs from it
+    assert np.mean([main[c][0].stock_code in tops[c] for c in personal]) > 0.9
+    # the items scored are ranked by the model, best first; the top-up (-inf) comes last
+    for c in personal:
+        scores = [r.score for r in discover[c]]
+        finite = [x for x in scores if np.isfinite(x)]
+        assert finite == sorted(finite, reverse=True) and scores[: len(finite)] == finite
+    # what goes with a regular is discovered: a one-item history gets its planted partner
+    row = one_item_history("a3")
+    found = model.recommend(row, k=10, discover=True)["new"]
+    assert "a3" not in [r.stock_code for r in found]
+    assert any(r.stock_code == "b3" and "often bought with" in r.reason for r in found)
 
 
 def test_cold_start_and_discontinued(trained: dict[str, Any]) -> None:
