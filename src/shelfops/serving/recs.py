@@ -583,9 +583,9 @@ class RecsServer(ModelServer):
         """Popular items that pass the rules, and the popular items the rules removed.
 
         Walks the popularity order past what is taken, skipped (item rows: a discover list's
-        regulars) or out of context, keeping the first
-        ``n`` items the rules allow; removals are those met before the ``n``-th kept item
-        (added to ``counts``; worded only with ``explain``).
+        regulars) or out of context, keeping the first ``n`` items the rules allow; removals are
+        those met before the ``n``-th kept item (added to ``counts``; worded only with
+        ``explain``).
         """
         masks = self._masks()
         rows = self._popular_rows
