@@ -76,7 +76,16 @@ def test_every_page_loads_without_console_errors(browser: Any, live: Live, artif
         customer = personal_customer(live)
         page.goto(f"{live.console_url}/explorer?customer_id={customer}")
         assert page.locator("#items tr").count() > 1
+        main = page.locator("#items").inner_text()
         page.screenshot(path=str(artifacts / "explorer-customer.png"), full_page=True)
+        # the discover list, chosen in the form: another list, asked of the same service
+        page.select_option("#shelf", "discover")
+        page.click("button[type=submit]")
+        page.wait_for_url("**shelf=discover**")
+        assert "discover list" in page.locator("#list-heading").inner_text()
+        assert page.locator("#items tr").count() > 1
+        assert page.locator("#items").inner_text() != main
+        page.screenshot(path=str(artifacts / "explorer-discover.png"), full_page=True)
         assert errors == []
 
 

@@ -240,7 +240,9 @@ def create_app(
         return page(request, current(request), "insights.html", view=insights(home))
 
     @app.get("/explorer", response_class=HTMLResponse)
-    def explorer_page(request: Request, customer_id: str = "", k: str = "10") -> HTMLResponse:
+    def explorer_page(
+        request: Request, customer_id: str = "", k: str = "10", shelf: str = "main"
+    ) -> HTMLResponse:
         session = current(request)
         customer_id = customer_id.strip()
         error = None
@@ -251,13 +253,20 @@ def create_app(
                 raise ValueError
         except ValueError:
             error, size = "k must be a whole number from 1 to 50", 10
+        if shelf not in ("main", "discover"):
+            error, shelf = "the list is main or discover", "main"
         if customer_id and error is None:
             if len(customer_id) > 64:
                 error = "a customer id is at most 64 characters"
             else:
                 url = explorer_mod.recs_service_url(home, console.recs_url)
                 found = explorer_mod.explore(
-                    home, customer_id, url, size, console.request_timeout_s
+                    home,
+                    customer_id,
+                    url,
+                    size,
+                    console.request_timeout_s,
+                    discover=shelf == "discover",
                 )
         return page(
             request,
@@ -266,6 +275,7 @@ def create_app(
             code=400 if error else 200,
             customer_id=customer_id,
             k=size,
+            shelf=shelf,
             found=found,
             error=error,
             examples=explorer_mod.example_customers(home),

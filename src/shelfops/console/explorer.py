@@ -26,6 +26,8 @@ class Exploration:
 
     customer_id: str
     service_url: str | None
+    discover: bool = False
+    """The discover list (no regulars) instead of the main list."""
     error: str | None = None
     opted_out: bool = False
     response: dict[str, Any] | None = None
@@ -94,10 +96,15 @@ def purchase_history(home: HomeData, customer_id: str) -> list[dict[str, Any]]:
 
 
 def explore(
-    home: HomeData, customer_id: str, service_url: str | None, k: int, timeout_s: float
+    home: HomeData,
+    customer_id: str,
+    service_url: str | None,
+    k: int,
+    timeout_s: float,
+    discover: bool = False,
 ) -> Exploration:
-    """Ask the service for ``customer_id``'s list and gather what the page shows beside it."""
-    found = Exploration(customer_id=customer_id, service_url=service_url)
+    """Ask the service for ``customer_id``'s list (main or discover) and what the page shows."""
+    found = Exploration(customer_id=customer_id, service_url=service_url, discover=discover)
     found.opted_out = opted_out_of_personalization(home, customer_id)
     if service_url is None:
         found.error = (
@@ -108,7 +115,7 @@ def explore(
         try:
             reply = httpx.post(
                 f"{service_url}/recommend",
-                json={"customer_id": customer_id, "k": k, "explain": True},
+                json={"customer_id": customer_id, "k": k, "explain": True, "discover": discover},
                 timeout=timeout_s,
             )
         except httpx.HTTPError as exc:
