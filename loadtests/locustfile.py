@@ -107,7 +107,7 @@ def _check(response: Any, key: str, nonempty: bool = False) -> None:
 
 
 class RecsUser(FastHttpUser):
-    """A shopper browsing: mostly personal recommendations, now and then with a context."""
+    """A shopper browsing: personal recommendations, some with a context, some discover lists."""
 
     host = os.environ.get("SHELFOPS_LOADTEST_RECS_URL")
     wait_time = between(0.01, 0.05)
@@ -138,6 +138,19 @@ class RecsUser(FastHttpUser):
             headers=SYNTHETIC,
         ) as resp:
             _check(resp, "items")
+
+    @task(1)
+    def discover(self) -> None:
+        """A "new to you" shelf: the discover list, which must not come back empty either."""
+        payload = {"customer_id": random.choice(SAMPLE["customers"]), "k": 10, "discover": True}
+        with self.client.post(
+            "/recommend",
+            json=payload,
+            name="/recommend (discover)",
+            catch_response=True,
+            headers=SYNTHETIC,
+        ) as resp:
+            _check(resp, "items", nonempty=True)
 
 
 class DemandUser(FastHttpUser):

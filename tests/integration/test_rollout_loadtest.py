@@ -118,6 +118,8 @@ def test_gate_passes_fast_and_fails_slow_canary(
     ids = {str(b["customer_id"]) for b in fast_seen if "customer_id" in b}
     assert len(ids & known) > 5
     assert all(i in known or i.startswith("NEW-") for i in ids)
+    # the gate's traffic includes the discover list (about one request in eleven)
+    assert any(b.get("discover") is True for b in fast_seen)
     assert any("context" in b for b in fast_seen)
 
     bad = _recs_gate(settings.root, slow, fast)
