@@ -14,6 +14,7 @@ from rich.table import Table
 from shelfops.cli.common import AcceptServedGap, console, fail, progress, settings_from
 from shelfops.evaluation.metrics import (
     DEMAND_METRICS,
+    DISCOVER_LIST_METRICS,
     DISCOVERY_SLOTS,
     RECS_METRICS,
     format_metric,
@@ -177,8 +178,10 @@ def print_served(served: dict[str, Any]) -> None:
     table.add_column("offline model", justify="right")
     table.add_column("served", justify="right")
     table.add_column("served vs offline", justify="right")
-    for metric in ("recall@10", "ndcg@10", "hr@10"):
+    for metric in ("recall@10", "ndcg@10", "hr@10", *DISCOVER_LIST_METRICS):
         off, srv = served["offline"].get(metric), served["served"].get(metric)
+        if off is None or srv is None:  # a model or replay from before the discover list
+            continue
         rel = (srv - off) / off if off else 0.0
         table.add_row(metric, format_metric(off), format_metric(srv), f"{rel:+.1%}")
     console.print(table)

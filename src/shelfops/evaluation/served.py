@@ -13,8 +13,9 @@ real :class:`~shelfops.serving.recs.RecsServer` code with the state as of the cu
   the scoring clock.
 
 It reports served Recall@10, NDCG@10 and HR@10 with the same metric code as the offline
-evaluation, and per rule how many personal candidates it removed and for how many customers the
-personal list ended empty with that rule among the removers. :func:`served_gate_check` turns the
+evaluation, the same for the customers' discover lists (``*_discover_list``), and per rule how
+many personal candidates it removed and for how many customers the personal list ended empty
+with that rule among the removers. :func:`served_gate_check` turns the
 gap into a condition of the model gate.
 
 Known limits of the replay: the products table keeps no history, so the count of clearance
@@ -34,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from shelfops.evaluation.metrics import recs_metrics
+from shelfops.evaluation.metrics import discover_list_metrics, recs_metrics
 from shelfops.models.recs import RecsModel, TrainingSlice
 from shelfops.serving.rules import MerchRules
 from shelfops.settings import ServingSettings, Settings
@@ -302,12 +303,19 @@ def replay(
                 else:
                     for rule in removed or {"(no candidates)": 0}:
                         impact.setdefault(rule, RuleImpact()).emptied += 1
+        say("served replay: the same customers' discover lists")
+        discover: dict[str, list[str]] = {}
+        for s in range(0, len(customers), _BATCH):
+            part = customers[s : s + _BATCH]
+            for resp in server.recommend_many(part, k, synthetic=True, discover=True):
+                discover[resp.customer_id] = [i.stock_code for i in resp.items]
     finally:
         server.close()
         torch.set_num_threads(threads)
     history = _history(lines, cutoff, set(customers))
     size = int(server.predictor.model.stats.recommendable.sum())
     metrics = recs_metrics(served, sl.targets, history, size, k)
+    metrics |= discover_list_metrics(discover, sl.targets, history, k)
     return ServedEvaluation(
         cutoff=str(cutoff.date()),
         served=metrics,
