@@ -62,4 +62,5 @@ def test_backtest_json_shape_and_model_beats_baselines(tmp_path: Path) -> None:
     assert min(imp.values()) > -0.05, imp
     assert all(v > 0.0 for v in r["relative_improvement_recall@10"].values()), r
     assert Path(result["report"]).exists()
+    assert "Discover list" in Path(result["report"]).read_text()
     assert (Path(result["report"]).parent / "demand_top_products.png").exists()

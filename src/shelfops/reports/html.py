@@ -15,7 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from shelfops.evaluation.metrics import DEMAND_METRICS, RECS_METRICS, format_metric
+from shelfops.evaluation.metrics import (
+    DEMAND_METRICS,
+    DISCOVER_LIST_METRICS,
+    RECS_METRICS,
+    format_metric,
+)
 
 
 def _plt() -> Any:
@@ -43,12 +48,27 @@ def _metrics_table(task: dict[str, Any], keys: Sequence[str]) -> str:
     return f"<table><tr><th>forecaster</th>{head}</tr>{body}</table>"
 
 
+def _discover_paragraph(r: dict[str, Any]) -> str:
+    """The model's discover list (no regulars) against popularity's explore recall, if scored."""
+    m = r.get("model") or {}
+    if m.get("recall@10_new_discover_list") is None:
+        return ""
+    pop = ((r.get("baselines") or {}).get("popularity") or {}).get("recall@10_new")
+    return (
+        "<p>Discover list (a second list without the customer's regulars): Recall@10 "
+        f"{_fmt(m.get('recall@10_discover_list'))}, NDCG@10 {_fmt(m.get('ndcg@10_discover_list'))}"
+        f", explore recall {_fmt(m.get('recall@10_new_discover_list'))} against popularity's "
+        f"{_fmt(pop)}.</p>"
+    )
+
+
 def _served_table(served: dict[str, Any]) -> str:
     """Served against offline metrics and what each merchandising rule removed."""
     metrics = "".join(
         f"<tr><td><b>{k}</b></td><td>{_fmt(served['offline'].get(k))}</td>"
         f"<td>{_fmt(served['served'].get(k))}</td></tr>"
-        for k in ("recall@10", "ndcg@10", "hr@10")
+        for k in ("recall@10", "ndcg@10", "hr@10", *DISCOVER_LIST_METRICS)
+        if k in served["offline"] and k in served["served"]
     )
     rules = (
         "".join(
@@ -291,6 +311,7 @@ def write_report(
             f"<p>{_fmt(r.get('customers_evaluated'))} customers, catalogue of "
             f"{_fmt(r.get('catalogue_size'))} items.</p>",
             _metrics_table(r, RECS_METRICS),
+            _discover_paragraph(r),
             '<img src="recs_recall.png">',
         ]
         if r.get("served"):
