@@ -64,9 +64,9 @@ test: test-deps validate-k8s ## Install what tests need, lint, build the images 
 	@# marked serial alone: their gates compare canary and stable p95 in 3 s Locust runs, which
 	@# another test on the same 2 cores turns into false rollbacks. pytest exits 5 when it
 	@# collects nothing; report that plainly instead of a bare failure. Both passes always run.
-	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"; rc=$$?; \
+	$(BIN)/pytest -n 2 --dist loadfile -m "not serial" --durations=15; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests (parallel pass)" >&2; fi; \
-	  $(BIN)/pytest -m serial; rc2=$$?; \
+	  $(BIN)/pytest -m serial --durations=5; rc2=$$?; \
 	  if [ $$rc2 -eq 5 ]; then echo "pytest collected no tests (serial pass)" >&2; fi; \
 	  if [ $$rc -eq 0 ]; then rc=$$rc2; fi; exit $$rc
 
