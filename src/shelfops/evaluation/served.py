@@ -15,8 +15,8 @@ real :class:`~shelfops.serving.recs.RecsServer` code with the state as of the cu
 It reports served Recall@10, NDCG@10 and HR@10 with the same metric code as the offline
 evaluation, the same for the customers' discover lists (``*_discover_list``), and per rule how
 many personal candidates it removed and for how many customers the personal list ended empty
-with that rule among the removers. :func:`served_gate_check` turns the
-gap into a condition of the model gate.
+with that rule among the removers. :func:`served_gate_check` turns the gap into a condition of
+the model gate.
 
 Known limits of the replay: the products table keeps no history, so the count of clearance
 markdowns is today's, and so is inventory on hand, except that a product out of stock today that

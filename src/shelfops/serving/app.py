@@ -440,14 +440,18 @@ def _strings(inputs: V2Inputs, name: str) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+def _one(values: list[Any]) -> Any:
+    """The value of an input holding exactly one (as a Python scalar), else None."""
+    value = values[0] if len(values) == 1 else None
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _one_int(inputs: V2Inputs, name: str, default: int) -> int:
     """An optional input holding exactly one integer."""
     values = inputs.get(name)
     if values is None:
         return default
-    value = values[0] if len(values) == 1 else None
-    if isinstance(value, np.generic):
-        value = value.item()
+    value = _one(values)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -460,9 +464,7 @@ def _one_bool(inputs: V2Inputs, name: str) -> bool:
     values = inputs.get(name)
     if values is None:
         return False
-    value = values[0] if len(values) == 1 else None
-    if isinstance(value, np.generic):
-        value = value.item()
+    value = _one(values)
     if not isinstance(value, bool):
         raise BadRequest(f"{name!r} must be one boolean (BOOL, shape [1])")
     return value
