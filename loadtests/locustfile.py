@@ -112,14 +112,18 @@ class RecsUser(FastHttpUser):
     host = os.environ.get("SHELFOPS_LOADTEST_RECS_URL")
     wait_time = between(0.01, 0.05)
 
+    def _ask(self, payload: dict[str, Any], name: str, nonempty: bool) -> None:
+        """POST ``/recommend`` as gate traffic; a bad or (``nonempty``) empty answer fails."""
+        with self.client.post(
+            "/recommend", json=payload, name=name, catch_response=True, headers=SYNTHETIC
+        ) as resp:
+            _check(resp, "items", nonempty=nonempty)
+
     @task(8)
     def recommend(self) -> None:
         """Top-k recommendations for a known (or occasionally new) customer."""
         payload = {"customer_id": random.choice(SAMPLE["customers"]), "k": random.choice([5, 10])}
-        with self.client.post(
-            "/recommend", json=payload, name="/recommend", catch_response=True, headers=SYNTHETIC
-        ) as resp:
-            _check(resp, "items", nonempty=True)
+        self._ask(payload, "/recommend", nonempty=True)
 
     @task(2)
     def recommend_in_context(self) -> None:
@@ -130,27 +134,13 @@ class RecsUser(FastHttpUser):
         if SAMPLE["categories"] and random.random() < 0.5:
             context["category"] = random.choice(SAMPLE["categories"])
         payload = {"customer_id": random.choice(SAMPLE["customers"]), "k": 10, "context": context}
-        with self.client.post(
-            "/recommend",
-            json=payload,
-            name="/recommend (context)",
-            catch_response=True,
-            headers=SYNTHETIC,
-        ) as resp:
-            _check(resp, "items")
+        self._ask(payload, "/recommend (context)", nonempty=False)
 
     @task(1)
     def discover(self) -> None:
         """A "new to you" shelf: the discover list, which must not come back empty either."""
         payload = {"customer_id": random.choice(SAMPLE["customers"]), "k": 10, "discover": True}
-        with self.client.post(
-            "/recommend",
-            json=payload,
-            name="/recommend (discover)",
-            catch_response=True,
-            headers=SYNTHETIC,
-        ) as resp:
-            _check(resp, "items", nonempty=True)
+        self._ask(payload, "/recommend (discover)", nonempty=True)
 
 
 class DemandUser(FastHttpUser):
