@@ -45,6 +45,8 @@ from torch import nn
 
 from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
 from shelfops.features.build import TOP_ITEMS
+from shelfops.models import candidates
+from shelfops.models.candidates import N_PAIR_FEATURES, PAIR_FEATURES
 from shelfops.models.demand import set_determinism
 from shelfops.models.training import EarlyStopping
 
@@ -187,6 +189,29 @@ class ItemStats:
             np.log1p(self.age_weeks) / 3.0,
         )
         return np.stack([np.asarray(c, np.float32) for c in columns], axis=1)
+
+    @cached_property
+    def kernel_inputs(self) -> dict[str, np.ndarray]:
+        """The item arrays the compiled candidate builder reads, in its dtypes (built once)."""
+        return {
+            "nbr_idx": np.ascontiguousarray(self.nbr_idx, np.int64),
+            "nbr_val": np.ascontiguousarray(self.nbr_val, np.float32),
+            "recommendable": np.ascontiguousarray(self.recommendable, np.bool_),
+            "cycle": np.ascontiguousarray(self.cycle, np.float64),
+            "trial_feature": np.log((self.trials + 1.0) / max(float(self.pop13.sum()), 1.0)).astype(
+                np.float32
+            ),
+        }
+
+    def candidate_pool(self, popular: int, trials: int) -> np.ndarray:
+        """The non-personal candidates: the ``popular`` most popular, then ``trials`` most tried."""
+        pools = self.__dict__.setdefault("_candidate_pools", {})
+        pool = pools.get((popular, trials))
+        if pool is None:
+            pool = pools[(popular, trials)] = np.concatenate(
+                [self.popular_order()[:popular], self.trial_order[:trials]]
+            ).astype(np.int64)
+        return pool
 
     @cached_property
     def category_codes(self) -> tuple[dict[str, int], np.ndarray]:
@@ -443,34 +468,6 @@ def _neighbours(past: pd.DataFrame, n: int, config: RecsConfig) -> tuple[np.ndar
 # ------------------------------------------------------------------------------------------------
 # Candidates and pair features
 # ------------------------------------------------------------------------------------------------
-PAIR_FEATURES: tuple[str, ...] = (
-    "own",
-    "log_own_count",
-    "log_days_since",
-    "due_vs_customer_interval",
-    "share_of_visits",
-    "history_rank",
-    "log_pop4",
-    "log_pop52",
-    "trend",
-    "log_repeat_rate",
-    "item_age",
-    "log_co_purchase",
-    "log_co_purchase_max",
-    "favourite_category",
-    "log_invoices_total",
-    "log_days_since_visit",
-    "discount_affinity",
-    "in_latest_basket",
-    "log_visits_since",
-    "due_vs_item_cycle",
-    "count_vs_top",
-    "category_share",
-    "log_co_purchase_latest",
-    "log_trials4",
-)
-"""Names of the pair features, in the order :func:`build_candidates` stacks them."""
-N_PAIR_FEATURES = len(PAIR_FEATURES)
 
 
 @dataclass
@@ -563,25 +560,14 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _pair_order(key: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``np.lexsort((value, key))``: by key, then by float32 value, ties in input order.
-
-    One stable sort of a packed int64 (the key in the high 32 bits, the value's bits mapped to
-    an order-preserving unsigned int in the low 32) instead of lexsort's two passes: a third
-    of the time on a V2 batch's co-purchase pairs, and the same permutation (``-0.0`` is made
-    ``+0.0`` first, as the comparison treats them equal).
-    """
-    if not len(key) or int(key.max()) >= 2**31 or int(key.min()) < 0:
-        return np.lexsort((value, key))
-    bits = (np.asarray(value, np.float32) + np.float32(0.0)).view(np.int32).astype(np.int64)
-    ordered = np.where(bits < 0, ~bits & 0x7FFFFFFF, bits | 0x80000000)
-    return np.argsort((key << 32) | ordered, kind="stable")
-
-
 def build_candidates(
     rows: Rows, stats: ItemStats, config: RecsConfig, now: np.ndarray
 ) -> CandidateBatch:
     """Candidate items and pair features for each customer row.
+
+    The rows are parsed here; the array work (co-purchase scores, candidate lists, the
+    :data:`PAIR_FEATURES` of every candidate) is one compiled pass per customer
+    (:func:`shelfops.models.candidates.candidate_arrays`).
 
     Args:
         rows: ``recs_v1`` rows (one per customer).
@@ -595,126 +581,8 @@ def build_candidates(
     rows = as_columns(rows)
     n_items = len(stats.items)
     hist, counts, last = customer_history(rows, stats, config)
-    n, t = hist.shape
-    valid_h = hist >= 0
-    # Co-purchase scores via each history item's neighbour list, kept sparse: one entry per
-    # (customer, item) reached, never a customers x catalogue matrix.
-    w = np.where(valid_h, np.log1p(counts), 0.0).astype(np.float32)
-    last_purchase = _num(rows, "last_purchase_ts")
-    # history items of the customer's latest basket (bought within a day of their last visit)
-    latest = valid_h & (last >= last_purchase[:, None] - _DAY)
-    rows_idx = np.repeat(np.arange(n), t)
-    h_flat = hist.ravel()
-    w_flat = w.ravel()
-    ok = h_flat >= 0
-    nb = stats.nbr_idx[h_flat[ok]]  # (M, K)
-    nv = stats.nbr_val[h_flat[ok]] * w_flat[ok][:, None]
-    nl = stats.nbr_val[h_flat[ok]] * latest.ravel()[ok][:, None]
-    rr = np.repeat(rows_idx[ok], nb.shape[1])
-    jj, vv, vl = nb.ravel(), nv.ravel(), nl.ravel()
-    good = jj >= 0
-    rr, jj, vv, vl = rr[good], jj[good], vv[good], vl[good]
-    hh = np.repeat(h_flat[ok], nb.shape[1])[good]
-    # One sort by (pair, contribution): each pair's entries are adjacent, its largest last.
-    key = rr.astype(np.int64) * n_items + jj
-    order = _pair_order(key, vv)
-    key_s, vv_s, vl_s = key[order], vv[order], vl[order]
-    starts = _run_starts(key_s)
-    ends = np.append(starts[1:], len(key_s)) - 1 if len(starts) else starts
-    pair_key = key_s[starts]
-    pair_co = (
-        np.add.reduceat(vv_s.astype(np.float64), starts).astype(np.float32)
-        if len(starts)
-        else np.zeros(0, np.float32)
-    )
-    pair_latest = (
-        np.add.reduceat(vl_s.astype(np.float64), starts).astype(np.float32)
-        if len(starts)
-        else np.zeros(0, np.float32)
-    )
-    pair_best, pair_src = vv_s[ends], hh[order][ends]
-    pair_row, pair_item = pair_key // max(n_items, 1), pair_key % max(n_items, 1)
-    rec = stats.recommendable
-    usable = rec[pair_item] & (pair_co > 0)
-    u_row, u_item, u_co = pair_row[usable], pair_item[usable], pair_co[usable]
-    # by row, then best co-purchase score, ties by item: the pairs arrive sorted by (row, item),
-    # so one stable sort by (row, -score) gives lexsort((u_item, -u_co, u_row))'s permutation
-    by_score = _pair_order(u_row, -u_co)
-    u_row, u_item = u_row[by_score], u_item[by_score]
-    k_co = min(config.co_candidates, n_items)
-    co_rank = np.arange(len(u_row)) - np.searchsorted(u_row, u_row, side="left")
-    top_co = co_rank < k_co
-    co_items = u_item[top_co].tolist()
-    co_bounds = [0, *np.searchsorted(u_row[top_co], np.arange(1, n)).tolist(), len(co_items)]
-    popular = [
-        *stats.popular_order()[: config.popular_candidates].tolist(),
-        *stats.trial_order[: config.trial_candidates].tolist(),
-    ]
-    # own items, then co-purchase, then popular; first occurrence wins; recommendable only.
-    # Co-purchase and popular items are recommendable already, so only own items are filtered
-    # (before the de-duplication: the same lists, with plain Python per row).
-    own_rows = np.where(valid_h & rec[np.maximum(hist, 0)], hist, -1).tolist()
-    cand_lists = [
-        list(
-            dict.fromkeys(
-                [j for j in own_rows[r] if j >= 0]
-                + co_items[co_bounds[r] : co_bounds[r + 1]]
-                + popular
-            )
-        )
-        for r in range(n)
-    ]
-    lengths = np.fromiter((len(x) for x in cand_lists), np.int64, n)
-    c = int(lengths.max(initial=0)) or 1
-    items = np.full((n, c), -1, np.int64)
-    flat = np.fromiter((j for x in cand_lists for j in x), np.int64, int(lengths.sum()))
-    at_row = np.repeat(np.arange(n), lengths)
-    items[at_row, np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)] = flat
-    mask = items >= 0
-    safe = np.maximum(items, 0)
-
-    # Own-history lookups per candidate: position of the candidate in the customer's history
-    # (a customer's history items are distinct), by a sorted search over (customer, item) keys.
-    hist_key = np.where(valid_h, np.arange(n, dtype=np.int64)[:, None] * n_items + hist, -1)
-    hist_order = np.argsort(hist_key, axis=None, kind="stable")
-    sorted_keys = hist_key.ravel()[hist_order]
-    cand_key = np.arange(n, dtype=np.int64)[:, None] * n_items + safe
-    hit = np.minimum(np.searchsorted(sorted_keys, cand_key), sorted_keys.size - 1)
-    has = (sorted_keys[hit] == cand_key) & mask
-    pos = np.where(has, hist_order[hit] % t, -1)
-    safe_pos = np.maximum(pos, 0)
-    own_count = np.where(has, np.take_along_axis(counts, safe_pos, 1), 0.0)
-    own_last = np.where(has, np.take_along_axis(last, safe_pos, 1), 0.0)
-    days_since = np.where(has, np.maximum(now[:, None] - own_last, 0) / _DAY, 0.0)
-    inv_total = np.maximum(_num(rows, "invoices_total"), 1.0)
-    inv_90 = _num(rows, "invoices_90d")
-    cust_days = np.where(last_purchase > 0, np.maximum(now - last_purchase, 0) / _DAY, 365.0)
-    visit_gap = 91.0 / np.maximum(inv_90, 0.5)
-    interval = (inv_total[:, None] / np.maximum(own_count, 1.0)) * visit_gap[:, None]
-    due = np.where(has, np.log((days_since + 1.0) / (interval + 1.0)), 0.0)
-    share = np.where(has, own_count / inv_total[:, None], 0.0)
-    # position in the feature table's top-item list, on the list's full length: the padded width
-    # of a batch depends on the other customers in it
-    rank = np.where(has, np.maximum(1.0 - pos / TOP_ITEMS, 0.0), 0.0)
-    at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
-    found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros((n, c), bool)
-    co_score = np.where(found, pair_co[at] if len(pair_key) else 0.0, 0.0)
-    co_max = np.where(found, pair_best[at] if len(pair_key) else 0.0, 0.0)
-    co_latest = np.where(found, pair_latest[at] if len(pair_key) else 0.0, 0.0)
-    in_latest = has & (own_last >= last_purchase[:, None] - _DAY)
-    visits_since = np.where(
-        has, np.maximum(last_purchase[:, None] - own_last, 0) / _DAY / visit_gap[:, None], 0.0
-    )
-    due_item = np.where(has, np.log((days_since + 1.0) / (stats.cycle[safe] + 1.0)), 0.0)
-    count_norm = own_count / np.maximum(counts.max(axis=1, initial=0.0), 1.0)[:, None]
-    # share of the customer's purchases (top items, by count) in the candidate's category
+    n = hist.shape[0]
     cat_codes, item_cat = stats.category_codes  # Unknown is -1 (and matches Unknown here)
-    hist_cat = np.where(valid_h, item_cat[np.maximum(hist, 0)], -3)
-    cat_w = counts * valid_h
-    same = (hist_cat[:, None, :] == item_cat[safe][:, :, None]).astype(np.float32)  # (n, c, t)
-    cat_share = (same @ cat_w[:, :, None].astype(np.float32))[..., 0] / np.maximum(
-        cat_w.sum(axis=1, keepdims=True), 1.0
-    )
     # favourite category matches the item's (never on Unknown), compared as integer codes
     fav = np.array(
         [cat_codes.get(_text(v), -2) for v in rows[config.favourite_feature]]
@@ -722,50 +590,36 @@ def build_candidates(
         else [-2] * n,
         np.int64,
     )
-    cat_match = item_cat[safe] == fav[:, None]
-    disc_aff = _num(rows, "discount_affinity")
-    feats = np.empty((n, c, N_PAIR_FEATURES), np.float32)
-    for f, column in enumerate(
-        (
-            has,
-            np.log1p(own_count),
-            np.log1p(days_since) * has,
-            due,
-            share,
-            rank,
-        )
-    ):
-        feats[:, :, f] = column  # cast to float32 on assignment, broadcast per customer
-    feats[:, :, 6:11] = stats.pair_item_features[safe]  # item-only features, built once
-    for f, column in enumerate(
-        (
-            np.log1p(co_score),
-            np.log1p(10 * co_max),
-            cat_match,
-            np.log1p(inv_total)[:, None],
-            np.log1p(cust_days)[:, None],
-            disc_aff[:, None],
-            in_latest,
-            np.log1p(visits_since),
-            due_item,
-            count_norm,
-            cat_share,
-            np.log1p(10 * co_latest),
-            np.log((stats.trials[safe] + 1.0) / max(float(stats.pop13.sum()), 1.0)),
-        ),
-        start=11,
-    ):
-        feats[:, :, f] = column
-    feats *= mask[..., None]
-    co_src = np.where(found, pair_src[at] if len(pair_key) else -1, -1)
+    kernel = stats.kernel_inputs
+    items, feats, co_src, w = candidates.compiled()(
+        hist,
+        counts,
+        last,
+        np.ascontiguousarray(now, np.float64),
+        _num(rows, "last_purchase_ts"),
+        np.maximum(_num(rows, "invoices_total"), 1.0),
+        _num(rows, "invoices_90d"),
+        fav,
+        _num(rows, "discount_affinity"),
+        kernel["nbr_idx"],
+        kernel["nbr_val"],
+        kernel["recommendable"],
+        stats.candidate_pool(config.popular_candidates, config.trial_candidates),
+        kernel["cycle"],
+        item_cat,
+        stats.pair_item_features,
+        kernel["trial_feature"],
+        min(config.co_candidates, n_items),
+        TOP_ITEMS,
+    )
     return CandidateBatch(
         customer_ids=[str(c) for c in rows["customer_id"]],
         items=torch.from_numpy(items),
-        mask=torch.from_numpy(mask),
+        mask=torch.from_numpy(items >= 0),
         feats=torch.from_numpy(feats),
         hist_items=torch.from_numpy(hist),
         hist_w=torch.from_numpy(w),
-        co_source=torch.from_numpy(np.where(mask, co_src, -1)),
+        co_source=torch.from_numpy(co_src),
     )
 
 

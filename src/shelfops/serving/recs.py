@@ -164,7 +164,11 @@ class RecsServer(ModelServer):
         self._rules_watcher.start()
 
     def _warm_up(self) -> None:
-        """Serve one cold-start request and score one synthetic personal row."""
+        """Serve one cold-start request and score one synthetic personal row.
+
+        The personal row also compiles the candidate builder (or loads it from numba's cache)
+        before the server says it is ready, so no customer waits for the compiler.
+        """
         self.recommend(RecommendRequest(customer_id="shelfops-warm-up", k=10), synthetic=True)
         row = {
             "customer_id": "shelfops-warm-up",
