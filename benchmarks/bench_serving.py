@@ -372,11 +372,31 @@ def _inprocess_of(code: Path, home: Path, calls: int, out: Path, answers: bool) 
     return result
 
 
+SCORE_TOLERANCE = 1e-5
+"""Scores of two checkouts' answers count as equal this close (float32 rounding of features)."""
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Whether two answers are the same, scores compared within :data:`SCORE_TOLERANCE`.
+
+    Items, order, reasons, sources and removals must be equal; a change that reorders float
+    arithmetic may move a score's last bits.
+    """
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= SCORE_TOLERANCE
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def inprocess_side_by_side(base: Path, home: Path, calls: int) -> dict[str, Any]:
     """The in-process budgets of another checkout and of this one, alternating, in one run.
 
     Before, after, before, after (each in its own process, so each imports its own code); the
-    served answers of both must be identical (items, order, scores, reasons, sources, removals).
+    served answers of both must be the same (items, order, reasons, sources, removals, and
+    scores within :data:`SCORE_TOLERANCE`); how many are identical to the bit is reported too.
 
     Args:
         base: The checkout to compare with (for example ``git archive main | tar -x -C DIR``).
@@ -394,11 +414,8 @@ def inprocess_side_by_side(base: Path, home: Path, calls: int) -> dict[str, Any]
             folder.mkdir()
             runs[name].append(_inprocess_of(code.resolve(), home, calls, folder, i < 2))
     answers = {name: r[0].pop("answers") for name, r in runs.items()}
-    differ = [
-        i
-        for i, (a, b) in enumerate(zip(answers["before"], answers["after"], strict=False))
-        if a != b
-    ]
+    pairs = list(zip(answers["before"], answers["after"], strict=False))
+    differ = [i for i, (a, b) in enumerate(pairs) if not _close(a, b)]
     same = not differ and len(answers["before"]) == len(answers["after"])
     keys = ("one_recommendation", "batch_of_64_per_customer", "forecast_50_products")
     ratios = {
@@ -413,6 +430,8 @@ def inprocess_side_by_side(base: Path, home: Path, calls: int) -> dict[str, Any]
         "after_over_before_median": ratios,
         "answers_compared": len(answers["after"]),
         "answers_identical": same,
+        "answers_bit_identical": sum(a == b for a, b in pairs),
+        "score_tolerance": SCORE_TOLERANCE,
         "first_difference": None
         if same
         else {
