@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -24,6 +27,20 @@ def _models(model: str) -> list[str]:
     if model not in MODELS:
         raise fail(f"unknown model {model!r}; choose recs, demand or all")
     return [model]
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """Let SIGTERM (``kill``, a supervisor, ``docker stop``) stop the servers as Ctrl-C does.
+
+    Python's default SIGTERM ends the process without running ``finally``, which would leave
+    the ``bentoml serve`` children running and holding their ports.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -44,7 +61,7 @@ def serve(
         float, typer.Option(help="Seconds to wait for the servers to load their models.")
     ] = 180.0,
 ) -> None:
-    """Serve the newest registered models with ``bentoml serve`` until Ctrl-C."""
+    """Serve the newest registered models with ``bentoml serve`` until Ctrl-C (or SIGTERM)."""
     from shelfops.registry import latest_tag, use_bentoml_home
     from shelfops.serving.examples import example_requests
     from shelfops.serving.package import project_root, serve_command, wait_ready
@@ -56,6 +73,7 @@ def serve(
     logs = settings.root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: dict[str, tuple[subprocess.Popen[bytes], Path, str]] = {}
+    _stop_on_sigterm()
     try:
         for name in _models(model):
             if latest_tag(REGISTRY_NAMES[name]) is None:
