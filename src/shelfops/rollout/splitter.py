@@ -187,6 +187,9 @@ def build_app(splitter: Splitter) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Importing httpx and building the client (its TLS context) took about 140 ms, which
+        # the first request after a start paid; the splitter pays it before it listens.
+        await splitter.client()
         yield
         if splitter._client is not None:
             await splitter._client.aclose()

@@ -95,6 +95,15 @@ def test_proxy_reload_swaps_routes_atomically(tmp_path: Path, upstreams: dict[st
         assert snap["inflight"] == {"a": 0, "b": 0} and snap["served"] == {"a": 1, "b": 30}
 
 
+def test_the_upstream_client_is_ready_before_the_first_request(tmp_path: Path) -> None:
+    """Starting the splitter builds its HTTP client (no request pays for it); stopping closes it."""
+    splitter = Splitter("recs", tmp_path / "routes.json")
+    with TestClient(build_app(splitter)):
+        client = splitter._client
+        assert client is not None and not client.is_closed
+    assert client.is_closed
+
+
 def test_refused_connection_fails_over(tmp_path: Path, upstreams: dict[str, str]) -> None:
     """A revision that refuses connections is skipped: the request is served by the other one."""
     routes = tmp_path / "routes.json"
