@@ -202,6 +202,8 @@ def candidate_arrays(
                 co_val[r, ci, 1] = co_best[j]
                 co_val[r, ci, 2] = np.float32(co_latest[j])
                 cand_src[r, ci] = co_src[j]
+    # counts of the customer's history per category (code + 1: Unknown, -1, matches Unknown)
+    cat_sum = np.zeros(int(item_cat.max()) + 2 if n_items else 1, np.float64)
     width = max(int(lengths.max()) if n else 0, 1)
     items = cand[:, :width].copy()
     source = cand_src[:, :width].copy()
@@ -213,10 +215,14 @@ def candidate_arrays(
         top_count = 1.0
         cat_total = 0.0
         for p in range(t):
-            if hist[r, p] >= 0:
+            h = hist[r, p]
+            if h >= 0:
                 top_count = max(top_count, counts[r, p])
                 cat_total += counts[r, p]
+                cat_sum[item_cat[h] + 1] += counts[r, p]
         cat_total = max(cat_total, 1.0)
+        log_total = math.log1p(total)  # the customer's own features: once, not per candidate
+        log_cust_days = math.log1p(cust_days)
         for ci in range(lengths[r]):
             j = cand[r, ci]
             f = feats[r, ci]
@@ -237,20 +243,20 @@ def candidate_arrays(
                 f[19] = math.log((days_since + 1.0) / (cycle[j] + 1.0))
                 f[20] = own_count / top_count
             f[6:11] = item_feats[j]
-            f[11] = math.log1p(co_val[r, ci, 0])
-            f[12] = math.log1p(10.0 * co_val[r, ci, 1])
+            if cand_src[r, ci] >= 0:  # pulled by a co-purchase (else the three stay log1p(0))
+                f[11] = math.log1p(co_val[r, ci, 0])
+                f[12] = math.log1p(10.0 * co_val[r, ci, 1])
+                f[22] = math.log1p(10.0 * co_val[r, ci, 2])
             f[13] = 1.0 if item_cat[j] == fav[r] else 0.0
-            f[14] = math.log1p(total)
-            f[15] = math.log1p(cust_days)
+            f[14] = log_total
+            f[15] = log_cust_days
             f[16] = disc_aff[r]
-            same = 0.0
-            for p in range(t):
-                h = hist[r, p]
-                if h >= 0 and item_cat[h] == item_cat[j]:
-                    same += counts[r, p]
-            f[21] = same / cat_total
-            f[22] = math.log1p(10.0 * co_val[r, ci, 2])
+            f[21] = cat_sum[item_cat[j] + 1] / cat_total
             f[23] = trial_feat[j]
+        for p in range(t):  # back to zeros for the next customer
+            h = hist[r, p]
+            if h >= 0:
+                cat_sum[item_cat[h] + 1] = 0.0
     return items, feats, source, w
 
 
