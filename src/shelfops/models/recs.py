@@ -513,25 +513,28 @@ def customer_history(
     items = np.full((n, t), -1, np.int64)
     counts = np.zeros((n, t), np.float32)
     last = np.zeros((n, t), np.float64)
-    # flattened: one lookup per listed item, then one scatter per array (no per-cell writes)
-    at_r: list[int] = []
-    at_c: list[int] = []
+    # flattened: the lists concatenated, then one lookup pass and one scatter per array
+    lengths: list[int] = []
     codes: list[Any] = []
-    cnts: list[float] = []
-    lasts: list[float] = []
-    for r, (its, cs, ls) in enumerate(
-        zip(items_col, rows[config.counts_feature], rows[config.last_ts_feature], strict=True)
+    cnts: list[Any] = []
+    lasts: list[Any] = []
+    for its, cs, ls in zip(
+        items_col, rows[config.counts_feature], rows[config.last_ts_feature], strict=True
     ):
         cs, ls = _as_list(cs), _as_list(ls)
         m = min(len(its), len(cs), len(ls))  # zip's length, as before
-        at_r += [r] * m
-        at_c += range(m)
+        lengths.append(m)
         codes += its[:m]
-        cnts += [float(v) for v in cs[:m]]
-        lasts += [float(v) for v in ls[:m]]
-    js = np.fromiter((index.get(str(it), -1) for it in codes), np.int64, len(codes))
+        cnts += cs[:m]
+        lasts += ls[:m]
+    js = np.fromiter(map(index.get, codes, itertools.repeat(-1)), np.int64, len(codes))
+    for p in np.flatnonzero(js < 0).tolist():  # codes that are not text (an int from a frame)
+        js[p] = index.get(str(codes[p]), -1)
     ok = js >= 0
-    rr, cc = np.asarray(at_r, np.int64)[ok], np.asarray(at_c, np.int64)[ok]
+    per_row = np.asarray(lengths, np.int64)
+    rr = np.repeat(np.arange(n), per_row)
+    cc = np.arange(len(codes)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    rr, cc = rr[ok], cc[ok]
     items[rr, cc] = js[ok]
     counts[rr, cc] = np.asarray(cnts, np.float64)[ok]  # float64 to float32, as each cell was
     last[rr, cc] = np.asarray(lasts, np.float64)[ok]
@@ -543,12 +546,17 @@ def _num(rows: Columns, name: str) -> np.ndarray:
     values = rows.get(name)
     if values is None:
         return np.zeros(_length(rows), np.float64)
-    out = np.empty(len(values), np.float64)
-    for i, v in enumerate(values):
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            out[i] = np.nan
+    try:  # numbers and None (NaN): one conversion
+        out = np.array(values, np.float64)
+    except (TypeError, ValueError):
+        out = np.empty(0)
+    if out.shape != (len(values),):  # something else in the column: value by value
+        out = np.empty(len(values), np.float64)
+        for i, v in enumerate(values):
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                out[i] = np.nan
     out[np.isnan(out)] = 0.0
     return out
 
@@ -659,16 +667,30 @@ class RecsNet(nn.Module):
         self.n_items = n_items
 
     def forward(
-        self, items: torch.Tensor, feats: torch.Tensor, hist: torch.Tensor, hist_w: torch.Tensor
+        self,
+        items: torch.Tensor,
+        feats: torch.Tensor,
+        hist: torch.Tensor,
+        hist_w: torch.Tensor,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores (B, C) for candidate item rows (-1 padded)."""
+        """Scores (B, C) for candidate item rows (-1 padded).
+
+        With ``mask`` (B, C), only the real candidates go through the MLP (the padding of a
+        ragged batch is about a seventh of its cells) and padded cells score ``-inf``.
+        """
         pad = self.n_items
         it = torch.where(items >= 0, items, torch.full_like(items, pad))
         hi = torch.where(hist >= 0, hist, torch.full_like(hist, pad))
         wsum = hist_w.sum(dim=1, keepdim=True).clamp(min=1e-6)
         cust = (self.item_in(hi) * (hist_w / wsum)[..., None]).sum(dim=1)  # (B, D)
         dot = torch.einsum("bd,bcd->bc", cust, self.item_out(it))
-        return self.mlp(feats).squeeze(-1) + dot + self.bias(it).squeeze(-1)
+        if mask is None:
+            pair = self.mlp(feats).squeeze(-1)
+        else:
+            pair = torch.full(items.shape, float("-inf"), dtype=dot.dtype)
+            pair[mask] = self.mlp(feats[mask]).squeeze(-1)
+        return pair + dot + self.bias(it).squeeze(-1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -790,10 +812,12 @@ class RecsModel:
         """
         if batch.mask.numel() <= NUMPY_SCORING_MAX_CELLS:
             return torch.from_numpy(self._score_numpy(batch))
-        self.net.eval()
+        if self.net.training:
+            self.net.eval()
         with torch.no_grad():
-            s = self.net(batch.items, self._norm(batch.feats), batch.hist_items, batch.hist_w)
-        return s.masked_fill(~batch.mask, float("-inf"))
+            return self.net(
+                batch.items, self._norm(batch.feats), batch.hist_items, batch.hist_w, batch.mask
+            )
 
     def _weights(self) -> dict[str, np.ndarray]:
         """NumPy views of the network's parameters, built once per network.

@@ -19,7 +19,6 @@ the same rules, marked ``degraded`` and counted; the request does not fail.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import TypeAdapter
 
 from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
 from shelfops.features.definitions import (
@@ -42,7 +42,7 @@ from shelfops.features.store import FeatureRepo
 from shelfops.monitoring.store import recs_outputs
 from shelfops.predictors.recs import RecsPredictor
 from shelfops.serving.base import BadRequest, ModelServer
-from shelfops.serving.online import OnlineReader
+from shelfops.serving.online import OnlineReader, Rows
 from shelfops.serving.rules import (
     REMOVING_RULES,
     CatalogEntry,
@@ -108,10 +108,45 @@ class CustomerState:
     """What the online store said about one customer."""
 
     customer_id: str
-    row: dict[str, Any]
     personal: bool
     source: ItemSource
     miss: str = ""
+    opted_out: bool | None = None
+    """The consent flag read (None when the read failed)."""
+    read: Rows | None = None
+    """The batch's columns from the store, when the customer allows personalization (for an
+    opted-out customer nothing read is kept)."""
+    at: int = 0
+    """This customer's position in ``read``."""
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The customer's features as one row (the consent flag included), built on demand."""
+        if self.read is None:
+            return {} if self.opted_out is None else {PERSONALIZATION_OPT_OUT: self.opted_out}
+        row = {k: v[self.at] for k, v in self.read.items()}
+        row[PERSONALIZATION_OPT_OUT] = False
+        return row
+
+    def feature(self, name: str) -> Any:
+        """One feature read for this customer (None when not read)."""
+        column = self.read.get(name) if self.read is not None else None
+        return None if column is None else column[self.at]
+
+
+def _personal_rows(states: Sequence[CustomerState]) -> Rows:
+    """The model's rows for personal customers of one read (a request's), as columns.
+
+    Taken straight from the read's columns, without a dict per customer; all of the read, in
+    order, is passed as it is.
+    """
+    read = states[0].read
+    if read is None or any(s.read is not read for s in states):
+        raise ValueError("personal customers are scored from the one read of their request")
+    at = [s.at for s in states]
+    if at == list(range(len(next(iter(read.values()), [])))):
+        return read
+    return {k: [v[i] for i in at] for k, v in read.items()}
 
 
 class RecsServer(ModelServer):
@@ -133,6 +168,7 @@ class RecsServer(ModelServer):
         self._categories = np.asarray(stats.category, dtype=object)
         self._descriptions: list[str] = [d or "" for d in stats.description]
         self._category_names: list[str] = [c or "Unknown" for c in stats.category]
+        self._item_list = TypeAdapter(list[RecommendedItem])
         self._mask_cache: tuple[MerchRules, dict[str, CatalogEntry], RuleMasks] | None = None
         rules_path = serving_rules_path(self.settings, self.serving)
         self.rules = (
@@ -265,29 +301,34 @@ class RecsServer(ModelServer):
         """
         if not self._resolve_refs():
             return [
-                CustomerState(c, {}, False, "non_personal", "online_store_error")
-                for c in customer_ids
+                CustomerState(c, False, "non_personal", "online_store_error") for c in customer_ids
             ]
         rows, reason = self.online.read(
             self._refs["customer"], [{"customer_id": c} for c in customer_ids]
         )
         if rows is None:
-            return [CustomerState(c, {}, False, "non_personal", reason) for c in customer_ids]
+            return [CustomerState(c, False, "non_personal", reason) for c in customer_ids]
         allowed = personalization_allowed(
             rows.get(PERSONALIZATION_OPT_OUT, [None] * len(customer_ids))
         )
+        items = rows.get("top_items", [None] * len(customer_ids))
         out: list[CustomerState] = []
         for i, cid in enumerate(customer_ids):
             if not allowed[i]:
                 # Consent first: whatever behaviour the read returned is dropped unused.
-                out.append(
-                    CustomerState(cid, {PERSONALIZATION_OPT_OUT: True}, False, "non_personal")
-                )
+                out.append(CustomerState(cid, False, "non_personal", opted_out=True))
                 continue
-            row = {k: v[i] for k, v in rows.items()}
-            row[PERSONALIZATION_OPT_OUT] = False
-            personal = bool(row.get("top_items"))
-            out.append(CustomerState(cid, row, personal, "personal" if personal else "cold_start"))
+            personal = bool(items[i])
+            out.append(
+                CustomerState(
+                    cid,
+                    personal,
+                    "personal" if personal else "cold_start",
+                    opted_out=False,
+                    read=rows,
+                    at=i,
+                )
+            )
         return out
 
     # -- predictions -----------------------------------------------------------------------------
@@ -434,16 +475,17 @@ class RecsServer(ModelServer):
         allowed = self._allowed_items(exclude, category)
         personal = [i for i, s in enumerate(states) if s.personal]
         affinity = np.asarray(
-            [float(s.row.get("discount_affinity") or 0.0) if s.personal else 0.0 for s in states],
+            [float(s.feature("discount_affinity") or 0.0) if s.personal else 0.0 for s in states],
             np.float64,
         )
         served: dict[int, tuple[list[RecommendedItem], list[Removal]]] = {}
         skip: dict[int, list[int]] = {}  # a discover list's regulars, kept out of its top-up
         counts = np.zeros(len(REMOVING_RULES) + 1, np.int64)
+        confidence: dict[int, float] = {}
         if personal:
             pool = personal_pool(k, len(self.items), self.serving)
             ranked = self.predictor.rank(
-                [states[i].row for i in personal], pool, self.clock(), discover
+                _personal_rows([states[i] for i in personal]), pool, self.clock(), discover
             )
             scores = ranked.scores.astype(np.float64)
             items = np.maximum(ranked.items, 0)
@@ -459,25 +501,32 @@ class RecsServer(ModelServer):
             n_kept = np.minimum(kept.sum(axis=1), k).tolist()
             order_l, items_l = order.tolist(), items.tolist()
             final_l, boosted_l = final.tolist(), boosted.tolist()
+            # confidence: the mean sigmoid of the served scores (exp capped where it is 0)
+            served_sig = 1.0 / (1.0 + np.exp(np.minimum(-np.take_along_axis(final, order, 1), 700)))
+            served_sig[np.arange(order.shape[1]) >= np.asarray(n_kept)[:, None]] = 0.0
+            mean_sig = (served_sig.sum(axis=1) / np.maximum(n_kept, 1)).tolist()
+            confidence = {i: mean_sig[r] for r, i in enumerate(personal) if n_kept[r]}
             at_r = [r for r in range(len(personal)) for _ in range(n_kept[r])]
             at_c = [c for r in range(len(personal)) for c in order_l[r][: n_kept[r]]]
             reasons = iter(self.predictor.reasons(ranked, at_r, at_c))  # served items only
             codes, descriptions, categories = self.items, self._descriptions, self._category_names
             for r, i in enumerate(personal):
                 row_items = items_l[r]
-                out = [
-                    RecommendedItem(
-                        stock_code=codes[j],
-                        description=descriptions[j],
-                        category=categories[j],
-                        score=final_l[r][c],
-                        reason=next(reasons),
-                        boosted=boosted_l[r][c],
-                        source="personal",
-                    )
-                    for c in order_l[r][: n_kept[r]]
-                    for j in (row_items[c],)
-                ]
+                out = self._item_list.validate_python(  # one call: cheaper than per item
+                    [
+                        {
+                            "stock_code": codes[j],
+                            "description": descriptions[j],
+                            "category": categories[j],
+                            "score": final_l[r][c],
+                            "reason": next(reasons),
+                            "boosted": boosted_l[r][c],
+                            "source": "personal",
+                        }
+                        for c in order_l[r][: n_kept[r]]
+                        for j in (row_items[c],)
+                    ]
+                )
                 removals = (
                     self._removals(
                         [row_items[c] for c in np.flatnonzero(rule[r]).tolist()], affinity[i]
@@ -518,7 +567,9 @@ class RecsServer(ModelServer):
                     )
                     for r in dropped
                 ]
-            responses.append(self._response(state, items_i, listed, rid, explain))
+            responses.append(
+                self._response(state, items_i, listed, rid, explain, confidence.get(i))
+            )
         self._count_removals(pop_counts, "popularity")
         return responses
 
@@ -529,12 +580,13 @@ class RecsServer(ModelServer):
         removed: list[RemovedItem],
         rid: str,
         explain: bool,
+        confidence: float | None,
     ) -> RecommendResponse:
-        scores = [i.score for i in items if i.score is not None]
-        if scores:
-            # mean sigmoid of the served scores, in plain floats (a few items: numpy's per-call
-            # cost was most of it); exp is capped where the sigmoid is 0 to double precision
-            confidence = sum(1.0 / (1.0 + math.exp(min(-s, 700.0))) for s in scores) / len(scores)
+        """One customer's answer; its ``confidence`` (None without model scores) is observed.
+
+        ``confidence`` is the mean sigmoid of the served model scores.
+        """
+        if confidence is not None:
             self._confidence_metric().observe(confidence)
         return RecommendResponse(
             request_id=rid,

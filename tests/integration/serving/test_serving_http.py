@@ -409,6 +409,33 @@ def test_metrics_count_requests_by_endpoint_outcome_and_version(
         assert f'model_version="{version}",outcome="{outcome}"' in text
 
 
+def test_confidence_histogram_observes_the_mean_sigmoid_of_served_model_scores(
+    trained_home: Settings, recs_server: RecsServer
+) -> None:
+    """One observation per answer with model scores: the mean sigmoid of those scores."""
+    behaviour = pd.read_parquet(trained_home.features_dir / "customer_behaviour.parquet")
+    ids = behaviour["customer_id"].astype(str).drop_duplicates().head(12).tolist()
+    ids += ["confidence-probe-unknown", opted_out_customer(trained_home)]
+    labels = {"model": recs_server.name, "model_version": recs_server.version}
+    name = "shelfops_prediction_confidence"
+
+    def seen() -> tuple[float, float]:
+        sample = recs_server.registry.get_sample_value
+        return sample(f"{name}_count", labels) or 0.0, sample(f"{name}_sum", labels) or 0.0
+
+    count0, sum0 = seen()
+    answers = recs_server.recommend_many(ids, 10, synthetic=True)
+    means = []
+    for answer in answers:
+        scores = np.array([i.score for i in answer.items if i.score is not None])
+        if len(scores):
+            means.append(float(np.mean(1.0 / (1.0 + np.exp(-scores)))))
+    assert 0 < len(means) < len(ids)  # the unknown and opted-out customers have no model scores
+    count1, sum1 = seen()
+    assert count1 - count0 == len(means)
+    assert sum1 - sum0 == pytest.approx(sum(means), rel=1e-9)
+
+
 def test_demand_server_has_a_baseline_for_every_product_it_has_seen(
     demand_server: DemandServer,
 ) -> None:

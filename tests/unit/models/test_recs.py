@@ -264,6 +264,28 @@ def test_small_batches_are_scored_in_numpy_like_the_network(trained: dict[str, A
     np.testing.assert_allclose(alone[shown], net[0, : len(alone)][shown], rtol=1e-5, atol=1e-5)
 
 
+def test_masked_forward_scores_only_real_candidates_the_same(trained: dict[str, Any]) -> None:
+    """Passing the mask skips padded cells in the MLP without changing any real score."""
+    import torch
+
+    from shelfops.models.recs import build_candidates
+
+    model = trained["model"]
+    rows = trained["rows"]
+    batch = build_candidates(
+        rows, model.stats, model.config, np.full(len(rows), CUTOFF.value / 1e9)
+    )
+    assert not bool(batch.mask.all())  # a ragged batch: some cells are padding
+    args = (batch.items, model._norm(batch.feats), batch.hist_items, batch.hist_w)
+    with torch.no_grad():
+        full = model.net(*args).numpy()
+        masked = model.net(*args, batch.mask).numpy()
+    real = batch.mask.numpy()
+    assert np.isneginf(masked[~real]).all()
+    np.testing.assert_allclose(masked[real], full[real], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.score_batch(batch).numpy(), masked)
+
+
 def _day(d: int) -> pd.Timestamp:
     return START + pd.Timedelta(days=d)
 
