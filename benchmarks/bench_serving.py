@@ -234,7 +234,9 @@ def inprocess(home: Path, calls: int) -> dict[str, Any]:
         out["one_recommendation"] = _cpu_ms(
             lambda i: recs.recommend_many([picks[i]], 10, synthetic=True), calls
         )
-        batches = max(calls // 64, 10)
+        # a batch costs about 64 single calls, but 15 batches left the median at the mercy of
+        # a few slow ones on a shared machine: a quarter of the calls' worth, at least 30
+        batches = max(calls // 16, 30)
         per_batch = _cpu_ms(
             lambda i: recs.recommend_many(picks[i * 64 % len(picks) :][:64], 10, synthetic=True),
             batches,

@@ -284,6 +284,19 @@ def test_masked_forward_scores_only_real_candidates_the_same(trained: dict[str, 
     assert np.isneginf(masked[~real]).all()
     np.testing.assert_allclose(masked[real], full[real], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(model.score_batch(batch).numpy(), masked)
+    # the hidden layers' scratch is reused: an answer must outlive the next batch's scoring
+    first = model.score_batch(batch)
+    kept = first.clone()
+    half = build_candidates(
+        rows.iloc[::2], model.stats, model.config, np.full(len(rows.iloc[::2]), CUTOFF.value / 1e9)
+    )
+    model.score_batch(half)
+    assert torch.equal(first, kept)
+    # another thread holding the scratch: this one allocates, same scores
+    from shelfops.models.recs import _WORKSPACE
+
+    with _WORKSPACE.lock:
+        np.testing.assert_array_equal(model.score_batch(batch).numpy(), masked)
 
 
 def _day(d: int) -> pd.Timestamp:
