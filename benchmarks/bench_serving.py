@@ -23,7 +23,9 @@ Servers are pinned to CPU 0 and Locust to CPU 1 (``taskset``) so they do not fig
 Usage: ``python benchmarks/bench_serving.py [--home local_outputs] [--seconds 20]
 [--baseline DIR]``. With ``--only inprocess --baseline DIR`` the in-process budgets of both
 checkouts run alternately (before, after, before, after) and every served answer of the home is
-compared between them (:func:`inprocess_side_by_side`). The home
+compared between them (:func:`inprocess_side_by_side`); then the two recommendation budgets of
+both are measured call by call in turn (:func:`interleaved`), which a shared machine's slow
+minutes cannot tilt towards one side. The home
 needs registered models (``make quickstart``); without them the script runs the quickstart.
 """
 
@@ -444,6 +446,119 @@ def inprocess_side_by_side(base: Path, home: Path, calls: int) -> dict[str, Any]
     }
 
 
+def _recs_worker(home: Path) -> None:
+    """``--timing-worker``: load the recommendation server, then time calls named on stdin.
+
+    Each stdin line is ``one I`` (the I-th customer alone) or ``batch I`` (the I-th batch of
+    64); the answer line is the call's process CPU in milliseconds. The customers are
+    :func:`inprocess`'s, so both sides of :func:`interleaved` serve the same calls.
+    """
+    import pandas as pd
+
+    from shelfops.registry import model_path, use_bentoml_home
+    from shelfops.serving.runtime import new_server
+    from shelfops.settings import ServingSettings, Settings
+
+    settings = Settings(home=home)
+    use_bentoml_home(settings)
+    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
+    known = behaviour["customer_id"].astype(str).unique().tolist()
+    rng = __import__("random").Random(7)
+    picks = [rng.choice(known) for _ in range(64 * 64)]
+    recs = new_server("recs", settings, ServingSettings(online_timeout_ms=5000))
+    recs.load(model_path("shelfops_recs:latest"), "shelfops_recs:latest")
+    calls = {
+        "one": lambda i: recs.recommend_many([picks[i % len(picks)]], 10, synthetic=True),
+        "batch": lambda i: recs.recommend_many(
+            picks[i * 64 % len(picks) :][:64], 10, synthetic=True
+        ),
+    }
+    print("ready", flush=True)
+    try:
+        for line in sys.stdin:
+            kind, i = line.split()
+            started = time.process_time()
+            calls[kind](int(i))
+            print(f"{(time.process_time() - started) * 1000.0:.4f}", flush=True)
+    finally:
+        recs.close()
+
+
+def interleaved(base: Path, home: Path, calls: int) -> dict[str, Any]:
+    """The two recommendation budgets of two checkouts, measured call by call in turn.
+
+    Both servers are loaded in their own processes at once; the coordinator asks one for a
+    call, then the other (the first alternates), so a slow minute of a shared machine falls on
+    both alike. Only one computes at a time (the other waits on its pipe). Each side's median
+    is reported, with the median of the paired after / before ratios.
+
+    Args:
+        base: The checkout to compare with.
+        home: The home both serve.
+        calls: Single-customer calls; batches of 64 are a quarter as many (at least 30).
+
+    Returns:
+        Medians per side and the ratios, per budget.
+    """
+    import statistics
+
+    workers: dict[str, subprocess.Popen[str]] = {}
+    for name, code in (("before", base), ("after", ROOT)):
+        argv = [sys.executable, str(Path(__file__).resolve()), "--home", str(home)]
+        argv += ["--timing-worker", "--code", str(code.resolve())]
+        workers[name] = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    out: dict[str, Any] = {}
+    try:
+        for name, proc in workers.items():
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the {name} worker did not start (exit {proc.wait()})")
+
+        def call(name: str, kind: str, i: int) -> float:
+            proc = workers[name]
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"{kind} {i}\n")
+            proc.stdin.flush()
+            return float(proc.stdout.readline())
+
+        order = ["before", "after"]
+        for kind, n, per in (("one", calls, 1), ("batch", max(calls // 16, 30), 64)):
+            for i in range(20):  # warm-up, both sides
+                for name in order:
+                    call(name, kind, i)
+            spent: dict[str, list[float]] = {"before": [], "after": []}
+            for i in range(n):
+                for name in order if i % 2 == 0 else order[::-1]:
+                    spent[name].append(call(name, kind, 20 + i) / per)
+            key = "one_recommendation" if kind == "one" else "batch_of_64_per_customer"
+            out[key] = {
+                "before_median_ms": round(statistics.median(spent["before"]), 4),
+                "after_median_ms": round(statistics.median(spent["after"]), 4),
+                "after_over_before_median": round(
+                    statistics.median(spent["after"]) / statistics.median(spent["before"]), 3
+                ),
+                "paired_ratio_median": round(
+                    statistics.median(
+                        a / b for a, b in zip(spent["after"], spent["before"], strict=True)
+                    ),
+                    3,
+                ),
+                "calls": n,
+            }
+    finally:
+        for proc in workers.values():
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=60)
+    return out
+
+
 def _ensure_models(home: Path) -> None:
     latest = home / "bentoml" / "models" / "shelfops_recs" / "latest"
     if not latest.exists():
@@ -464,9 +579,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here.")
     ap.add_argument(
         "--only",
-        choices=("all", "inprocess", "http"),
+        choices=("all", "inprocess", "http", "interleaved"),
         default="all",
-        help="Run only the in-process budgets or only the HTTP runs.",
+        help="Run only the in-process budgets, only the HTTP runs, or (with --baseline) only "
+        "the call-by-call comparison of the recommendation budgets.",
     )
     ap.add_argument("--calls", type=int, default=2000, help="Calls per in-process measurement.")
     ap.add_argument(
@@ -483,6 +599,11 @@ def main() -> int:
         help="Checkout whose src/ shelfops is imported from (default: this one).",
     )
     ap.add_argument(
+        "--timing-worker",
+        action="store_true",
+        help="Internal: serve timed recommendation calls named on stdin (see interleaved()).",
+    )
+    ap.add_argument(
         "--answers",
         type=Path,
         default=None,
@@ -496,9 +617,24 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "home": str(home),
     }
+    if args.timing_worker:
+        _recs_worker(home)
+        return 0
+    if args.only == "interleaved":
+        if not args.baseline:
+            raise SystemExit("--only interleaved compares with --baseline DIR")
+        figures["interleaved"] = interleaved(args.baseline, home, args.calls)
+        figures["load_average"] = os.getloadavg()
+        text = json.dumps(figures, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return 0
     if args.only == "inprocess" and args.baseline:
         print("in-process budgets, before and after ...", flush=True)
         figures["inprocess"] = inprocess_side_by_side(args.baseline, home, args.calls)
+        print("recommendation budgets, before and after call by call ...", flush=True)
+        figures["inprocess"]["interleaved"] = interleaved(args.baseline, home, args.calls)
         figures["load_average"] = os.getloadavg()
     elif args.only in ("all", "inprocess"):
         print("in-process budgets ...", flush=True)

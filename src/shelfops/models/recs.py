@@ -493,6 +493,8 @@ def _as_list(v: Any) -> list[Any]:
         return []
     if isinstance(v, float) and np.isnan(v):
         return []
+    if isinstance(v, np.ndarray):  # an offline frame's cell: Python scalars convert faster
+        return list(v.tolist())
     return list(v)
 
 

@@ -502,9 +502,11 @@ class RecsServer(ModelServer):
             order_l, items_l = order.tolist(), items.tolist()
             final_l, boosted_l = final.tolist(), boosted.tolist()
             # confidence: the mean sigmoid of the served scores (exp capped where it is 0)
-            served_sig = 1.0 / (1.0 + np.exp(np.minimum(-np.take_along_axis(final, order, 1), 700)))
-            served_sig[np.arange(order.shape[1]) >= np.asarray(n_kept)[:, None]] = 0.0
-            mean_sig = (served_sig.sum(axis=1) / np.maximum(n_kept, 1)).tolist()
+            at_row = np.arange(len(personal))
+            served_sig = 1.0 / (1.0 + np.exp(np.minimum(-final[at_row[:, None], order], 700.0)))
+            n_served = np.asarray(n_kept)
+            sums = np.cumsum(served_sig, axis=1)[at_row, np.maximum(n_served - 1, 0)]
+            mean_sig = (sums / np.maximum(n_served, 1)).tolist()
             confidence = {i: mean_sig[r] for r, i in enumerate(personal) if n_kept[r]}
             at_r = [r for r in range(len(personal)) for _ in range(n_kept[r])]
             at_c = [c for r in range(len(personal)) for c in order_l[r][: n_kept[r]]]
