@@ -484,18 +484,23 @@ def _recs_worker(home: Path) -> None:
         recs.close()
 
 
+TURN = 8
+"""Calls one side makes in a row in :func:`interleaved` before the other side's turn."""
+
+
 def interleaved(base: Path, home: Path, calls: int) -> dict[str, Any]:
     """The two recommendation budgets of two checkouts, measured call by call in turn.
 
-    Both servers are loaded in their own processes at once; the coordinator asks one for a
-    call, then the other (the first alternates), so a slow minute of a shared machine falls on
-    both alike. Only one computes at a time (the other waits on its pipe). Each side's median
-    is reported, with the median of the paired after / before ratios.
+    Both servers are loaded in their own processes at once; the coordinator asks one for
+    :data:`TURN` calls, then the other (who goes first alternates), so a slow minute of a shared
+    machine falls on both alike. Only one computes at a time (the other waits on its pipe).
+    Reported per side: the median of the warm calls (the second half of each turn, as in a busy
+    server) and of each turn's first call (after the other side's work, as after idling).
 
     Args:
         base: The checkout to compare with.
         home: The home both serve.
-        calls: Single-customer calls; batches of 64 are a quarter as many (at least 30).
+        calls: Single-customer calls; batches of 64 are an eighth as many (at least 60).
 
     Returns:
         Medians per side and the ratios, per budget.
@@ -528,29 +533,32 @@ def interleaved(base: Path, home: Path, calls: int) -> dict[str, Any]:
             return float(proc.stdout.readline())
 
         order = ["before", "after"]
-        for kind, n, per in (("one", calls, 1), ("batch", max(calls // 16, 30), 64)):
+        for kind, n, per in (("one", calls, 1), ("batch", max(calls // 8, 60), 64)):
             for i in range(20):  # warm-up, both sides
                 for name in order:
                     call(name, kind, i)
-            spent: dict[str, list[float]] = {"before": [], "after": []}
-            for i in range(n):
-                for name in order if i % 2 == 0 else order[::-1]:
-                    spent[name].append(call(name, kind, 20 + i) / per)
+            # turns of TURN calls: the first of a turn follows the other side's work (a server
+            # that was idle), the last half runs warm (a busy one)
+            first: dict[str, list[float]] = {"before": [], "after": []}
+            warm: dict[str, list[float]] = {"before": [], "after": []}
+            for t in range(n // TURN):
+                for name in order if t % 2 == 0 else order[::-1]:
+                    for j in range(TURN):
+                        ms = call(name, kind, 20 + t * TURN + j) / per
+                        if j == 0:
+                            first[name].append(ms)
+                        elif j >= TURN // 2:
+                            warm[name].append(ms)
             key = "one_recommendation" if kind == "one" else "batch_of_64_per_customer"
-            out[key] = {
-                "before_median_ms": round(statistics.median(spent["before"]), 4),
-                "after_median_ms": round(statistics.median(spent["after"]), 4),
-                "after_over_before_median": round(
-                    statistics.median(spent["after"]) / statistics.median(spent["before"]), 3
-                ),
-                "paired_ratio_median": round(
-                    statistics.median(
-                        a / b for a, b in zip(spent["after"], spent["before"], strict=True)
-                    ),
-                    3,
-                ),
-                "calls": n,
-            }
+            out[key] = {"calls": n, "turn": TURN}
+            for label, spent in (("warm", warm), ("first_of_turn", first)):
+                before = statistics.median(spent["before"])
+                after = statistics.median(spent["after"])
+                out[key][label] = {
+                    "before_median_ms": round(before, 4),
+                    "after_median_ms": round(after, 4),
+                    "after_over_before": round(after / before, 3),
+                }
     finally:
         for proc in workers.values():
             if proc.stdin is not None:
