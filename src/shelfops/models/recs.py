@@ -654,7 +654,7 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 WORKSPACE_MAX_ROWS = 64 * 128
-"""Largest MLP input (candidate cells) whose layer outputs reuse a thread's workspace."""
+"""Largest MLP input (candidate cells) whose hidden layers use the process's reused scratch."""
 
 
 class _Workspace:
