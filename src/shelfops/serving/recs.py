@@ -498,13 +498,13 @@ class RecsServer(ModelServer):
             boosted = kept & masks.surplus[items]
             final = scores + np.where(boosted, masks.boost, 0.0)
             order = np.argsort(np.where(kept, -final, np.inf), axis=1, kind="stable")[:, :k]
-            n_kept = np.minimum(kept.sum(axis=1), k).tolist()
+            n_served = np.minimum(kept.sum(axis=1), k)
+            n_kept = n_served.tolist()
             order_l, items_l = order.tolist(), items.tolist()
             final_l, boosted_l = final.tolist(), boosted.tolist()
             # confidence: the mean sigmoid of the served scores (exp capped where it is 0)
             at_row = np.arange(len(personal))
             served_sig = 1.0 / (1.0 + np.exp(np.minimum(-final[at_row[:, None], order], 700.0)))
-            n_served = np.asarray(n_kept)
             sums = np.cumsum(served_sig, axis=1)[at_row, np.maximum(n_served - 1, 0)]
             mean_sig = (sums / np.maximum(n_served, 1)).tolist()
             confidence = {i: mean_sig[r] for r, i in enumerate(personal) if n_kept[r]}
