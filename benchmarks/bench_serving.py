@@ -202,6 +202,29 @@ def _read(reader: Any, refs: list[str], customer: str) -> None:
         raise SystemExit(f"the online read failed ({reason}): the figure would be a fallback's")
 
 
+def _recs_with_picks(home: Path, n: int) -> tuple[Any, Any, list[str], list[str]]:
+    """Settings, the loaded recommendation server, customers with history, ``n`` draws of them.
+
+    The ``n`` are drawn with replacement and a fixed seed, so every caller (and both sides of
+    :func:`interleaved`) serves the same customers in the same order.
+    """
+    import pandas as pd
+
+    from shelfops.registry import model_path, use_bentoml_home
+    from shelfops.serving.runtime import new_server
+    from shelfops.settings import ServingSettings, Settings
+
+    settings = Settings(home=home)
+    use_bentoml_home(settings)
+    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
+    known = behaviour["customer_id"].astype(str).unique().tolist()
+    rng = __import__("random").Random(7)
+    picks = [rng.choice(known) for _ in range(n)]
+    recs = new_server("recs", settings, ServingSettings(online_timeout_ms=5000))
+    recs.load(model_path("shelfops_recs:latest"), "shelfops_recs:latest")
+    return settings, recs, known, picks
+
+
 def inprocess(home: Path, calls: int) -> dict[str, Any]:
     """The in-process budgets: CPU per recommendation, per batched customer, per forecast; reads.
 
@@ -212,24 +235,15 @@ def inprocess(home: Path, calls: int) -> dict[str, Any]:
     Returns:
         Figures and their budgets.
     """
-    import pandas as pd
-
     from shelfops.features.store import FeatureRepo
-    from shelfops.registry import model_path, use_bentoml_home
+    from shelfops.registry import model_path
     from shelfops.serving.online import OnlineReader
     from shelfops.serving.runtime import new_server
     from shelfops.serving.schemas import ForecastRequest
-    from shelfops.settings import ServingSettings, Settings
+    from shelfops.settings import ServingSettings
 
-    settings = Settings(home=home)
-    use_bentoml_home(settings)
-    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
-    known = behaviour["customer_id"].astype(str).unique().tolist()
-    rng = __import__("random").Random(7)
-    picks = [rng.choice(known) for _ in range(max(calls, 64 * 20))]
+    settings, recs, known, picks = _recs_with_picks(home, max(calls, 64 * 20))
     out: dict[str, Any] = {}
-    recs = new_server("recs", settings, ServingSettings(online_timeout_ms=5000))
-    recs.load(model_path("shelfops_recs:latest"), "shelfops_recs:latest")
     try:
         out["catalogue_items"] = len(recs.items)
         out["customers_with_history"] = len(known)
@@ -450,23 +464,11 @@ def _recs_worker(home: Path) -> None:
     """``--timing-worker``: load the recommendation server, then time calls named on stdin.
 
     Each stdin line is ``one I`` (the I-th customer alone) or ``batch I`` (the I-th batch of
-    64); the answer line is the call's process CPU in milliseconds. The customers are
-    :func:`inprocess`'s, so both sides of :func:`interleaved` serve the same calls.
+    64); the answer line is the call's process CPU in milliseconds. Both sides of
+    :func:`interleaved` draw the same customers (:func:`_recs_with_picks`), so they serve the
+    same calls.
     """
-    import pandas as pd
-
-    from shelfops.registry import model_path, use_bentoml_home
-    from shelfops.serving.runtime import new_server
-    from shelfops.settings import ServingSettings, Settings
-
-    settings = Settings(home=home)
-    use_bentoml_home(settings)
-    behaviour = pd.read_parquet(settings.features_dir / "customer_behaviour.parquet")
-    known = behaviour["customer_id"].astype(str).unique().tolist()
-    rng = __import__("random").Random(7)
-    picks = [rng.choice(known) for _ in range(64 * 64)]
-    recs = new_server("recs", settings, ServingSettings(online_timeout_ms=5000))
-    recs.load(model_path("shelfops_recs:latest"), "shelfops_recs:latest")
+    _, recs, _, picks = _recs_with_picks(home, 64 * 64)
     calls = {
         "one": lambda i: recs.recommend_many([picks[i % len(picks)]], 10, synthetic=True),
         "batch": lambda i: recs.recommend_many(
