@@ -4,6 +4,8 @@ and on a real Redis."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 
 import numpy as np
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 from shelfops.data.ingest import load_clean
 from shelfops.features.build import weekly_sales
 from shelfops.features.definitions import DEMAND_SERVICE, RECS_SERVICE
-from shelfops.features.store import FeatureRepo
+from shelfops.features.store import FeatureRepo, OnlineReadTimeout
 from shelfops.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -103,6 +105,31 @@ def _online_roundtrip(settings: Settings) -> dict[str, list[object]]:
 def test_sqlite_online_store_serves_latest_values(featurised_home: Settings) -> None:
     """Materialized SQLite values equal each customer's newest offline row; forget removes them."""
     _online_roundtrip(featurised_home)
+
+
+def test_sqlite_read_gives_up_on_a_held_lock_and_reads_again_after(
+    featurised_home: Settings,
+) -> None:
+    """A writer holding the online store's lock makes a read with a deadline fail as a timeout
+    within that deadline; the same repository reads again once the lock is released."""
+    repo = FeatureRepo(featurised_home)
+    repo.apply()
+    repo.materialize()
+    reader = FeatureRepo(featurised_home, read_timeout_s=0.2)
+    refs = [r for view in reader.feature_refs(RECS_SERVICE).values() for r in view]
+    rows = [{"customer_id": "nobody"}]
+    assert reader.online_refs(refs, rows)["top_items"] == [None]
+    writer = sqlite3.connect(featurised_home.feast_dir / "online.db")
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        started = time.perf_counter()
+        with pytest.raises(OnlineReadTimeout, match="locked"):
+            reader.online_refs(refs, rows)
+        assert time.perf_counter() - started < 1.5
+    finally:
+        writer.rollback()
+        writer.close()
+    assert reader.online_refs(refs, rows)["top_items"] == [None]
 
 
 def test_redis_online_store_serves_latest_values(featurised_home: Settings, redis_url: str) -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import threading
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +22,6 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 from feast import FeatureService, FeatureStore, RepoConfig
-from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import feast_value_type_to_python_type
@@ -37,7 +34,11 @@ from shelfops.features.definitions import (
     PRODUCT_VIEW,
     build_definitions,
 )
+from shelfops.features.sqlite_online import SqliteOnlineTables, entity_keys
 from shelfops.settings import Settings
+
+#: The views keyed by customer: what forgetting a customer deletes from the online store.
+CUSTOMER_VIEWS = (CONSENT_VIEW, BEHAVIOUR_VIEW)
 
 #: Entity rows per offline (point-in-time) retrieval: bounds its memory on big backtests.
 HISTORICAL_ROWS_PER_QUERY = 40_000
@@ -133,7 +134,6 @@ class FeatureRepo:
         self.settings = settings
         self.read_timeout_s = read_timeout_s
         self._plans: dict[tuple[str, ...], tuple[str, list[tuple[Any, list[str]]]] | None] = {}
-        self._deadline = threading.local()
         self._guarded: object | None = None
 
     def repo_config(self) -> RepoConfig:
@@ -273,9 +273,11 @@ class FeatureRepo:
     ) -> dict[str, list[Any]]:
         """Like :meth:`online`, for references from :meth:`feature_refs`: the request-path read.
 
-        Views keyed by one string join key (every ShelfOps view) are read straight through the
-        Feast provider's ``online_read``, one query per view for all entities, and decoded with
-        Feast's own value conversion: the same columns as ``get_online_features(...).to_dict()``
+        Views keyed by one string join key (every ShelfOps view) are read one query per view
+        for all entities, from Feast's SQLite tables directly
+        (:mod:`shelfops.features.sqlite_online`) or through the Feast provider's
+        ``online_read`` (Redis), and decoded with Feast's own
+        value conversion: the same columns as ``get_online_features(...).to_dict()``
         (join key, then feature names; None where nothing is stored) without the SDK's
         per-call request planning, which cost more than the read itself. Anything else goes
         through ``get_online_features``.
@@ -289,7 +291,6 @@ class FeatureRepo:
         """
         if self.read_timeout_s is None:
             return self._online_refs(refs, entity_rows)
-        self._deadline.at = time.monotonic() + self.read_timeout_s
         try:
             return self._online_refs(refs, entity_rows)
         except sqlite3.OperationalError as exc:
@@ -300,8 +301,6 @@ class FeatureRepo:
             if _is_redis_timeout(exc):
                 raise OnlineReadTimeout(f"Redis online store: {exc}") from exc
             raise
-        finally:
-            self._deadline.at = None
 
     def _online_refs(
         self, refs: list[str], entity_rows: list[dict[str, Any]]
@@ -310,16 +309,22 @@ class FeatureRepo:
         if plan is None:
             return self.store.get_online_features(features=refs, entity_rows=entity_rows).to_dict()
         join_key, views = plan
-        self._guard()
         ids = [str(row[join_key]) for row in entity_rows]
-        keys = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=i)]) for i in ids]
-        provider = self._provider
         out: dict[str, list[Any]] = {join_key: ids}
+        tables = self._sqlite_tables
+        if tables is not None:
+            keys = entity_keys(join_key, ids, self.store.config.entity_key_serialization_version)
+            for view, names in views:
+                out.update(tables.read(view, keys, names, _python_value))
+            return out
+        self._guard()
+        entity = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=i)]) for i in ids]
+        provider = self._provider
         for view, names in views:
             found = provider.online_read(  # a copy: Feast's Redis store appends to the list
                 config=self.store.config,
                 table=view,
-                entity_keys=keys,
+                entity_keys=entity,
                 requested_features=list(names),
             )
             for name in names:
@@ -333,43 +338,31 @@ class FeatureRepo:
     def _provider(self) -> Any:
         return self.store._get_provider()
 
-    def _guard(self) -> None:
-        """Put the read deadline on Feast's store client (once per client).
+    @cached_property
+    def _sqlite_tables(self) -> SqliteOnlineTables | None:
+        """The local profile's direct reader of Feast's SQLite tables; None for Redis."""
+        config = self.store.config
+        if config.online_store.type != "sqlite":
+            return None
+        return SqliteOnlineTables(config, self.read_timeout_s)
 
-        Redis: no retries (redis-py retries timeouts three times with backoff by default, which
-        would multiply the deadline); the socket timeouts come from the connection string.
-        SQLite: lock waits give up after the deadline (``busy_timeout``) and a statement still
-        running past it is interrupted by a progress handler. :meth:`online_refs` reports each
-        as :class:`OnlineReadTimeout`.
+    def _guard(self) -> None:
+        """Put the read deadline on Feast's Redis client (once per client).
+
+        No retries (redis-py retries timeouts three times with backoff by default, which would
+        multiply the deadline); the socket timeouts come from the connection string. SQLite
+        reads keep their deadline in :class:`SqliteOnlineTables`. :meth:`online_refs` reports
+        a missed deadline as :class:`OnlineReadTimeout`.
         """
         if self.read_timeout_s is None:
             return
-        online_store = self._provider.online_store
-        config = self.store.config
-        if self.settings.profile == "cluster" or self.settings.redis_url:
-            client = online_store._get_client(config.online_store)
-            if client is not self._guarded:
-                from redis.backoff import NoBackoff
-                from redis.retry import Retry
+        client = self._provider.online_store._get_client(self.store.config.online_store)
+        if client is not self._guarded:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
-                client.set_retry(Retry(NoBackoff(), 0))
-                self._guarded = client
-            return
-        getter = getattr(online_store, "_get_conn", None)
-        if getter is None:
-            return
-        conn = getter(config)
-        if conn is self._guarded:
-            return
-        deadline = self._deadline
-
-        def past_deadline() -> int:
-            at = getattr(deadline, "at", None)
-            return int(at is not None and time.monotonic() > at)
-
-        conn.execute(f"PRAGMA busy_timeout = {max(1, int(self.read_timeout_s * 1000))}")
-        conn.set_progress_handler(past_deadline, 1000)
-        self._guarded = conn
+            client.set_retry(Retry(NoBackoff(), 0))
+            self._guarded = client
 
     def _online_plan(self, refs: tuple[str, ...]) -> tuple[str, list[tuple[Any, list[str]]]] | None:
         """The feature views and names behind ``refs``, or None when they need the SDK's read."""
@@ -401,29 +394,19 @@ class FeatureRepo:
             The number of online records removed.
         """
         config = self.store.config
-        key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=customer_id)])
-        serialized = serialize_entity_key(
-            key, entity_key_serialization_version=config.entity_key_serialization_version
-        )
         if config.online_store.type == "redis":
             from feast.infra.online_stores.helpers import _redis_key
 
+            key = EntityKey(
+                join_keys=["customer_id"], entity_values=[Value(string_val=customer_id)]
+            )
             client = self._redis_client()
             redis_key = _redis_key(config.project, key, config.entity_key_serialization_version)
             return int(client.delete(redis_key))
-        import sqlite3
-
-        removed = 0
-        with sqlite3.connect(config.online_store.path) as conn:
-            for view in (CONSENT_VIEW, BEHAVIOUR_VIEW):
-                table = f"{config.project}_{view}"
-                exists = conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE name = ?", (table,)
-                ).fetchone()
-                if exists:
-                    cur = conn.execute(f'DELETE FROM "{table}" WHERE entity_key = ?', (serialized,))
-                    removed += cur.rowcount
-        return removed
+        tables = SqliteOnlineTables(config)
+        views = [v for v in self.store.list_feature_views() if v.name in CUSTOMER_VIEWS]
+        (key,) = entity_keys("customer_id", [customer_id], config.entity_key_serialization_version)
+        return tables.delete(views, key)
 
     def _redis_password(self) -> str | None:
         secret = self.settings.redis_password
