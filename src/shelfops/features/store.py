@@ -397,11 +397,11 @@ class FeatureRepo:
         if config.online_store.type == "redis":
             from feast.infra.online_stores.helpers import _redis_key
 
-            key = EntityKey(
+            entity = EntityKey(
                 join_keys=["customer_id"], entity_values=[Value(string_val=customer_id)]
             )
             client = self._redis_client()
-            redis_key = _redis_key(config.project, key, config.entity_key_serialization_version)
+            redis_key = _redis_key(config.project, entity, config.entity_key_serialization_version)
             return int(client.delete(redis_key))
         tables = SqliteOnlineTables(config)
         views = [v for v in self.store.list_feature_views() if v.name in CUSTOMER_VIEWS]
