@@ -4,6 +4,8 @@ In process (``--only inprocess``; CPU time of the process, median over many call
 
 * one recommendation through ``RecsServer.recommend_many`` (store read, Predictor, rules);
 * a batch of 64 customers, per customer; a 50-product forecast through ``DemandServer.forecast``;
+* the batch's wall-time tail with the loaded heap not frozen, then frozen as the services
+  freeze it (:func:`_heap_tail`: full garbage collections of the loaded heap);
 * one online-store read (consent and behaviour of one customer, the request's one round trip),
   p99 of wall time, on the home's SQLite store and on a real redis-server started here.
 
@@ -169,6 +171,55 @@ def _cpu_ms(fn: Any, n: int) -> dict[str, float]:
     }
 
 
+def _heap_tail(fn: Any, n: int) -> dict[str, Any]:
+    """Wall-time tail of ``fn(i)`` with the loaded heap not frozen, then frozen as the services do.
+
+    ``n`` calls as loaded, then :func:`~shelfops.serving.runtime.freeze_loaded_heap` and ``n``
+    calls more (one after the other, not in turns: the freeze's own full collection resets the
+    count that schedules the next, so alternating would hide the pauses being measured). Reports
+    each side's p50, p99 and slowest call and how many full collections (which walk every
+    object not frozen) ran during its calls.
+    """
+    import gc
+
+    try:
+        from shelfops.serving.runtime import freeze_loaded_heap
+    except ImportError:  # a checkout from before the services froze their heap
+        return {}
+    full = {"not_frozen": 0, "frozen": 0}
+    timing: list[str] = []  # the side whose calls run now (empty between them)
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start" and info["generation"] == 2 and timing:
+            full[timing[0]] += 1
+
+    out: dict[str, Any] = {}
+    gc.callbacks.append(count)
+    try:
+        for name in full:
+            if name == "frozen":
+                freeze_loaded_heap()
+            timing[:] = [name]
+            ms = []
+            for i in range(n):
+                t = time.perf_counter()
+                fn(i)
+                ms.append((time.perf_counter() - t) * 1000.0)
+            timing.clear()
+            ms.sort()
+            out[name] = {
+                "p50_ms": round(ms[len(ms) // 2], 2),
+                "p99_ms": round(ms[int(len(ms) * 0.99)], 2),
+                "max_ms": round(ms[-1], 2),
+                "full_collections": full[name],
+                "calls": n,
+            }
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()
+    return out
+
+
 def _wall_ms(fn: Any, n: int) -> dict[str, float]:
     """p50/p99 wall milliseconds of ``fn(i)``, and the CPU p99 of the calling thread.
 
@@ -262,6 +313,10 @@ def inprocess(home: Path, calls: int) -> dict[str, Any]:
             "p95_ms": round(per_batch["p95_ms"] / 64, 3),
             "calls": batches,
         }
+        out["batch_of_64_heap"] = _heap_tail(
+            lambda i: recs.recommend_many(picks[i * 64 % len(picks) :][:64], 10, synthetic=True),
+            max(calls // 2, 500),
+        )
         # the read a request makes: the server's reader, on this thread, under its deadline
         refs = recs._refs["customer"]
         out["online_read_sqlite"] = _wall_ms(lambda i: _read(recs.online, refs, picks[i]), calls)

@@ -12,7 +12,7 @@ from pathlib import Path
 import bentoml
 
 from shelfops.serving.app import untraced_paths
-from shelfops.serving.runtime import model_tag, open_server
+from shelfops.serving.runtime import freeze_loaded_heap, model_tag, open_server
 
 server, app = open_server("demand")
 
@@ -36,6 +36,7 @@ class DemandService:
     def __init__(self) -> None:
         """Load the registered model; readiness turns true when this returns."""
         server.load(Path(self.model.path) / "model", str(self.model.tag))
+        freeze_loaded_heap()  # full GC pauses walk only what requests allocate
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
