@@ -49,6 +49,7 @@ from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allow
 from shelfops.features.build import TOP_ITEMS
 from shelfops.models import candidates
 from shelfops.models.candidates import N_PAIR_FEATURES, PAIR_FEATURES
+from shelfops.models.code_index import CodeIndex
 from shelfops.models.demand import set_determinism
 from shelfops.models.training import EarlyStopping
 
@@ -169,6 +170,11 @@ class ItemStats:
     def index(self) -> dict[str, int]:
         """Item code to row (built once: statistics do not change after they are computed)."""
         return {c: i for i, c in enumerate(self.items)}
+
+    @cached_property
+    def code_index(self) -> CodeIndex:
+        """:attr:`index` for many codes at once (a compiled table: a batch's histories)."""
+        return CodeIndex(self.items)
 
     @cached_property
     def _popular(self) -> np.ndarray:
@@ -493,6 +499,8 @@ def _as_list(v: Any) -> list[Any]:
         return []
     if isinstance(v, float) and np.isnan(v):
         return []
+    if isinstance(v, list):  # the online read's lists (read, never changed, by callers)
+        return v
     if isinstance(v, np.ndarray):  # an offline frame's cell: Python scalars convert faster
         return list(v.tolist())
     return list(v)
@@ -513,7 +521,6 @@ def customer_history(
     Returns:
         ``(items, counts, last_ts)``, each (N, T); items -1 padded.
     """
-    index = stats.index
     n = _length(rows)
     items_col = [_as_list(v) for v in rows[config.items_feature]] if n else []
     t = max((len(v) for v in items_col), default=1) or 1
@@ -534,9 +541,7 @@ def customer_history(
         codes += its[:m]
         cnts += cs[:m]
         lasts += ls[:m]
-    js = np.fromiter(map(index.get, codes, itertools.repeat(-1)), np.int64, len(codes))
-    for p in np.flatnonzero(js < 0).tolist():  # codes that are not text (an int from a frame)
-        js[p] = index.get(str(codes[p]), -1)
+    js = stats.code_index.rows(codes)
     ok = js >= 0
     per_row = np.asarray(lengths, np.int64)
     rr = np.repeat(np.arange(n), per_row)
