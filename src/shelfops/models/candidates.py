@@ -18,14 +18,12 @@ writable, so a process after the first loads it instead of compiling (0.3 s agai
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from shelfops.models.jit import njit
 
 _DAY = 86400.0
 
@@ -262,15 +260,8 @@ def candidate_arrays(
 
 @functools.cache
 def compiled() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`candidate_arrays` compiled by numba (once per process; cached on disk if possible).
-
-    ``nogil``: a server's worker threads build candidates in parallel.
-    """
-    import numba
-
-    try:
-        kernel: Any = numba.njit(cache=True, nogil=True)(candidate_arrays)
-    except RuntimeError as exc:  # no writable cache directory: compile in memory each process
-        log.info("numba cache unavailable (%s); compiling without it", exc)
-        kernel = numba.njit(nogil=True)(candidate_arrays)
+    """:func:`candidate_arrays` compiled by numba (once per process; see :func:`.jit.njit`)."""
+    kernel: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = njit(
+        candidate_arrays
+    )
     return kernel

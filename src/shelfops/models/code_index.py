@@ -12,13 +12,12 @@ same as the dict's.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from shelfops.models.jit import njit
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -71,14 +70,8 @@ def _find(
 
 @functools.cache
 def _compiled() -> Callable[..., np.ndarray]:
-    """:func:`_find` compiled by numba once per process (cached on disk when possible)."""
-    import numba
-
-    try:
-        kernel: Any = numba.njit(cache=True, nogil=True)(_find)
-    except RuntimeError as exc:  # no writable cache directory: compile in memory each process
-        log.info("numba cache unavailable (%s); compiling without it", exc)
-        kernel = numba.njit(nogil=True)(_find)
+    """:func:`_find` compiled by numba once per process (see :func:`.jit.njit`)."""
+    kernel: Callable[..., np.ndarray] = njit(_find)
     return kernel
 
 
