@@ -313,59 +313,62 @@ def inprocess(home: Path, calls: int) -> dict[str, Any]:
             "p95_ms": round(per_batch["p95_ms"] / 64, 3),
             "calls": batches,
         }
+        # the read a request makes: the server's reader, on this thread, under its deadline
+        refs = recs._refs["customer"]
+        out["online_read_sqlite"] = _wall_ms(lambda i: _read(recs.online, refs, picks[i]), calls)
+        # The served default answers products that sold lately from the bulk forecast snapshot;
+        # the request path (snapshot off) reads the store and runs the model per request. Both are
+        # measured on the same 50 products, and the refresh the snapshot costs is reported.
+        codes: list[str] = []
+        for key, refresh in (("forecast_50_products", 300.0), ("forecast_50_request_path", 0.0)):
+            # (a tree from before the snapshot, compared with --compare, knows no such setting)
+            known = "forecast_refresh_s" in ServingSettings.model_fields
+            serving = ServingSettings(
+                online_timeout_ms=5000, **({"forecast_refresh_s": refresh} if known else {})
+            )
+            demand = new_server("demand", settings, serving)
+            demand.load(model_path("shelfops_demand:latest"), "shelfops_demand:latest")
+            try:
+                snapshot = getattr(demand, "snapshot", None)
+                if snapshot is not None:
+                    codes = list(snapshot.row)[:50]
+                    started = time.thread_time()
+                    demand.refresh_forecasts()  # type: ignore[attr-defined]
+                    snapshot = demand.snapshot  # type: ignore[attr-defined]
+                    out["forecast_snapshot"] = {
+                        "products": len(snapshot.row),
+                        "refresh_wall_s": round(snapshot.seconds, 2),
+                        "refresh_cpu_s": round(time.thread_time() - started, 2),
+                        "every_s": refresh,
+                    }
+                request = ForecastRequest(
+                    stock_codes=codes or list(demand.last_seen)[:50], horizon=13
+                )
+                out[key] = _cpu_ms(
+                    lambda i, d=demand, r=request: d.forecast(r, synthetic=True),
+                    max(calls // 10, 30),
+                )
+            finally:
+                demand.close()
+        with tempfile.TemporaryDirectory() as tmp:
+            from tests.integration.conftest import start_redis  # the suite's own launcher
+
+            proc, url = start_redis(Path(tmp))
+            try:
+                cluster = settings.model_copy(update={"profile": "cluster", "redis_url": url})
+                FeatureRepo(cluster).materialize()
+                reader = OnlineReader(lambda t: FeatureRepo(cluster, read_timeout_s=t), 5.0)
+                out["online_read_redis"] = _wall_ms(lambda i: _read(reader, refs, picks[i]), calls)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+        # last: freezing and thawing the heap changes when later full collections run
         out["batch_of_64_heap"] = _heap_tail(
             lambda i: recs.recommend_many(picks[i * 64 % len(picks) :][:64], 10, synthetic=True),
             max(calls // 2, 500),
         )
-        # the read a request makes: the server's reader, on this thread, under its deadline
-        refs = recs._refs["customer"]
-        out["online_read_sqlite"] = _wall_ms(lambda i: _read(recs.online, refs, picks[i]), calls)
     finally:
         recs.close()
-    # The served default answers products that sold lately from the bulk forecast snapshot;
-    # the request path (snapshot off) reads the store and runs the model per request. Both are
-    # measured on the same 50 products, and the refresh the snapshot costs is reported.
-    codes: list[str] = []
-    for key, refresh in (("forecast_50_products", 300.0), ("forecast_50_request_path", 0.0)):
-        # (a tree from before the snapshot, compared with --compare, knows no such setting)
-        known = "forecast_refresh_s" in ServingSettings.model_fields
-        serving = ServingSettings(
-            online_timeout_ms=5000, **({"forecast_refresh_s": refresh} if known else {})
-        )
-        demand = new_server("demand", settings, serving)
-        demand.load(model_path("shelfops_demand:latest"), "shelfops_demand:latest")
-        try:
-            snapshot = getattr(demand, "snapshot", None)
-            if snapshot is not None:
-                codes = list(snapshot.row)[:50]
-                started = time.thread_time()
-                demand.refresh_forecasts()  # type: ignore[attr-defined]
-                snapshot = demand.snapshot  # type: ignore[attr-defined]
-                out["forecast_snapshot"] = {
-                    "products": len(snapshot.row),
-                    "refresh_wall_s": round(snapshot.seconds, 2),
-                    "refresh_cpu_s": round(time.thread_time() - started, 2),
-                    "every_s": refresh,
-                }
-            request = ForecastRequest(stock_codes=codes or list(demand.last_seen)[:50], horizon=13)
-            out[key] = _cpu_ms(
-                lambda i, d=demand, r=request: d.forecast(r, synthetic=True),
-                max(calls // 10, 30),
-            )
-        finally:
-            demand.close()
-    with tempfile.TemporaryDirectory() as tmp:
-        from tests.integration.conftest import start_redis  # the suite's own launcher
-
-        proc, url = start_redis(Path(tmp))
-        try:
-            cluster = settings.model_copy(update={"profile": "cluster", "redis_url": url})
-            FeatureRepo(cluster).materialize()
-            reader = OnlineReader(lambda t: FeatureRepo(cluster, read_timeout_s=t), 5.0)
-            out["online_read_redis"] = _wall_ms(lambda i: _read(reader, refs, picks[i]), calls)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
     budgets = {
         "one_recommendation": ("median_ms", 1.0),
         "batch_of_64_per_customer": ("median_ms", 0.2),
