@@ -23,3 +23,19 @@ def test_entity_keys_equal_feast_serialization(join_key: str) -> None:
     ]
     assert _key_head(join_key, 3) is not None  # the fast layout was recognised
     assert entity_keys(join_key, ids, 3) == expected
+
+
+def test_another_feast_layout_falls_back_to_feast_for_every_key(monkeypatch) -> None:
+    """If Feast's bytes stop matching the head + length + value layout, Feast builds each key."""
+    import shelfops.features.sqlite_online as sqlite_online
+
+    def other_layout(key: EntityKey, entity_key_serialization_version: int = 3) -> bytes:
+        return b"v9:" + key.entity_values[0].string_val.encode()[::-1]
+
+    monkeypatch.setattr(sqlite_online, "serialize_entity_key", other_layout)
+    _key_head.cache_clear()
+    try:
+        assert _key_head("customer_id", 3) is None
+        assert entity_keys("customer_id", ["13450", "ab"], 3) == [b"v9:05431", b"v9:ba"]
+    finally:
+        _key_head.cache_clear()
