@@ -25,7 +25,7 @@ import numpy as np
 
 from shelfops.models.jit import njit
 
-_DAY = 86400.0
+SECONDS_PER_DAY = 86400.0
 
 PAIR_FEATURES: tuple[str, ...] = (
     "own",
@@ -130,7 +130,7 @@ def candidate_arrays(
     for r in range(n):
         # history: weights, positions, and the co-purchase pull of each neighbour reached
         m = 0
-        day_before = last_purchase[r] - _DAY
+        day_before = last_purchase[r] - SECONDS_PER_DAY
         for p in range(t):
             h = hist[r, p]
             if h < 0:
@@ -209,7 +209,9 @@ def candidate_arrays(
     for r in range(n):
         total = max(inv_total[r], 1.0)
         visit_gap = 91.0 / max(inv_90[r], 0.5)
-        cust_days = max(now[r] - last_purchase[r], 0.0) / _DAY if last_purchase[r] > 0 else 365.0
+        cust_days = (
+            max(now[r] - last_purchase[r], 0.0) / SECONDS_PER_DAY if last_purchase[r] > 0 else 365.0
+        )
         top_count = 1.0
         cat_total = 0.0
         for p in range(t):
@@ -228,7 +230,7 @@ def candidate_arrays(
             if pos >= 0:  # one of the customer's own items (its first position in the history)
                 own_count = counts[r, pos]
                 own_last = last[r, pos]
-                days_since = max(now[r] - own_last, 0.0) / _DAY
+                days_since = max(now[r] - own_last, 0.0) / SECONDS_PER_DAY
                 interval = total / max(own_count, 1.0) * visit_gap
                 f[0] = 1.0
                 f[1] = math.log1p(own_count)
@@ -236,8 +238,10 @@ def candidate_arrays(
                 f[3] = math.log((days_since + 1.0) / (interval + 1.0))
                 f[4] = own_count / total
                 f[5] = max(1.0 - pos / top_items, 0.0)
-                f[17] = 1.0 if own_last >= last_purchase[r] - _DAY else 0.0
-                f[18] = math.log1p(max(last_purchase[r] - own_last, 0.0) / _DAY / visit_gap)
+                f[17] = 1.0 if own_last >= last_purchase[r] - SECONDS_PER_DAY else 0.0
+                f[18] = math.log1p(
+                    max(last_purchase[r] - own_last, 0.0) / SECONDS_PER_DAY / visit_gap
+                )
                 f[19] = math.log((days_since + 1.0) / (cycle[j] + 1.0))
                 f[20] = own_count / top_count
             f[6:11] = item_feats[j]

@@ -48,12 +48,11 @@ from torch import nn
 from shelfops.data.consent import PERSONALIZATION_OPT_OUT, personalization_allowed
 from shelfops.features.build import TOP_ITEMS
 from shelfops.models import candidates
-from shelfops.models.candidates import N_PAIR_FEATURES, PAIR_FEATURES
+from shelfops.models.candidates import N_PAIR_FEATURES, PAIR_FEATURES, SECONDS_PER_DAY
 from shelfops.models.code_index import CodeIndex
 from shelfops.models.demand import set_determinism
 from shelfops.models.training import EarlyStopping
 
-_DAY = 86400.0
 _PRIOR_CYCLE_DAYS = 28.0
 """Inter-purchase days an item is assumed to have before its repeat buyers say otherwise."""
 
@@ -361,13 +360,13 @@ def item_stats(
     repeaters = np.bincount(per[per >= 2].index.get_level_values(0), minlength=n).astype(np.float32)
     repeat_rate = (repeaters + 0.2) / (buyers + 2.0)  # shrunk towards ~0.1
     span = known.groupby(["item", "customer_id"], observed=True)["invoice_date"].agg(["min", "max"])
-    span_days = ((span["max"] - span["min"]).dt.total_seconds() / _DAY).to_numpy()
+    span_days = ((span["max"] - span["min"]).dt.total_seconds() / SECONDS_PER_DAY).to_numpy()
     item_of = span.index.get_level_values(0).to_numpy()
     gaps = np.bincount(item_of, weights=span_days, minlength=n)
     repeats = np.bincount(item_of, weights=np.maximum(per.to_numpy() - 1, 0), minlength=n)
     # shrunk towards the prior with the weight of two repeat purchases
     cycle = (gaps + 2 * _PRIOR_CYCLE_DAYS) / (repeats + 2.0)
-    recent_first = ((cutoff - span["min"]).dt.total_seconds() / _DAY).to_numpy() < 28
+    recent_first = ((cutoff - span["min"]).dt.total_seconds() / SECONDS_PER_DAY).to_numpy() < 28
     trial4 = np.bincount(item_of[recent_first], minlength=n).astype(np.float32)
     first = past.groupby("item")["invoice_date"].min()
     age_weeks = np.zeros(n, np.float32)
