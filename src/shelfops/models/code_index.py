@@ -100,7 +100,7 @@ class CodeIndex:
     def __init__(self, codes: Sequence[str]) -> None:
         """Index the catalogue's codes (row ``i`` is ``codes[i]``)."""
         buf, ends = _utf8(codes)
-        self._keys = np.frombuffer(buf, np.uint8) if buf else np.zeros(0, np.uint8)
+        self._keys = np.frombuffer(buf, np.uint8)
         self._bounds = np.concatenate(([0], ends)).astype(np.int64)
         size = 1 << max(4, (2 * len(codes)).bit_length())  # at most half full
         self._slots = np.full(size, -1, np.int64)
