@@ -194,10 +194,3 @@ class SqliteOnlineTables:
                     cur = conn.execute(f"DELETE FROM {_quoted(table)} WHERE entity_key = ?", (key,))
                     removed += cur.rowcount
         return removed
-
-    def close(self) -> None:
-        """Close the read connection (opened again on the next read)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
