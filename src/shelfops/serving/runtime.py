@@ -86,12 +86,12 @@ def freeze_loaded_heap() -> int:
     A full collection walks every tracked object, and a serving process holds about half a
     million after loading (libraries, Feast's registry, the model and its item statistics):
     at the 5,000-product home one took about 250 ms and came every few hundred batches, so
-    the request that triggered it waited that long (docs/benchmarks.md, "The heap after
-    loading"). What exists once the server is loaded lives as long as the process, so it is
-    collected now and frozen (``gc.freeze``); later full collections walk only what requests
-    allocated. Objects freed by reference counting are freed as before; only a frozen object
-    caught in a reference cycle stays (the first catalogue snapshot, say, if it held one: once,
-    not per refresh).
+    the request that triggered it waited that long (docs/benchmarks.md, "The online read
+    without Feast's timestamp conversion, and the heap frozen"). What exists once the server
+    is loaded lives as long as the process, so it is collected now and frozen
+    (``gc.freeze``); later full collections walk only what requests allocated. Objects freed
+    by reference counting are freed as before; only a frozen object caught in a reference
+    cycle stays (the first catalogue snapshot, say, if it held one: once, not per refresh).
 
     Returns:
         How many objects were frozen.
